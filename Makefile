@@ -1,0 +1,47 @@
+# The front door. Every target installs what it needs from the lock file first.
+PYTHON ?= python3.11
+VENV := .venv
+TOOLS := .tools
+UV_VERSION := 0.13.8
+UV := $(TOOLS)/bin/uv
+BIN := $(VENV)/bin
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_NATIVE_TLS := 1
+
+.PHONY: install test lint format demo bench sim clean
+
+install: $(VENV)/.synced
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --locked --extra test --python $(PYTHON)
+	touch $@
+
+test: install lint
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check ib_pipeline assets tests bench
+	$(BIN)/ruff format --check ib_pipeline assets tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix ib_pipeline assets tests bench
+	$(BIN)/ruff format ib_pipeline assets tests bench
+
+demo: install
+	$(BIN)/ib-pipeline demo
+
+sim: install
+	$(BIN)/ib-pipeline sim
+
+bench: install
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

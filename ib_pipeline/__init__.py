@@ -1,0 +1,1 @@
+"""ib-pipeline: a market-data warehouse loader for the Interactive Brokers Web API."""

@@ -1,0 +1,16 @@
+"""The `ib-pipeline` command. Each subcommand lives beside the layer it drives; this module only
+assembles them, so importing it stays cheap."""
+
+from __future__ import annotations
+
+import click
+
+from ib_pipeline.simulator.cli import sim
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """ib-pipeline: load Interactive Brokers market data into a Parquet warehouse."""
+
+
+main.add_command(sim)
