@@ -1,0 +1,106 @@
+"""What every materialisation reports in the Dagster UI, built the same way for every asset.
+
+Why: a user looking at a run should see at a glance how many rows landed, for which
+instruments, over which time range, how many rows were quarantined and why, how many requests
+it cost, and a few rows of the data. One builder keeps that identical across assets.
+
+What it must never do: put configuration values in metadata (a URL may carry nothing secret,
+but tokens, cookies and headers must never appear: only counts, names and data rows are used).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ib_pipeline.store import WriteResult
+
+PREVIEW_ROWS = 10
+_MAX_LISTED = 40
+
+
+def column_schema(schema: pa.Schema) -> dg.TableSchema:
+    """The Arrow schema as Dagster's column schema (shown on the asset's page)."""
+    columns = []
+    for field in schema:
+        unit = (field.metadata or {}).get(b"unit")
+        description = f"unit: {unit.decode()}" if unit else None
+        columns.append(
+            dg.TableColumn(
+                name=field.name,
+                type=str(field.type),
+                description=description,
+                constraints=dg.TableColumnConstraints(nullable=field.nullable),
+            )
+        )
+    return dg.TableSchema(columns=columns)
+
+
+def markdown_table(table: pa.Table, limit: int = PREVIEW_ROWS) -> str:
+    """The first ``limit`` rows of ``table`` as a Markdown table."""
+    if table.num_rows == 0:
+        return "_no rows_"
+    head = table.slice(0, limit).to_pylist()
+    names = table.column_names
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    for row in head:
+        lines.append("| " + " | ".join(_cell(row[name]) for name in names) + " |")
+    if table.num_rows > limit:
+        lines.append(f"\n_{table.num_rows - limit} more rows_")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value).replace("|", "\\|")
+
+
+def time_range(table: pa.Table, column: str | None) -> str:
+    """``first .. last`` of a timestamp column, or ``-`` when there is none."""
+    if column is None or column not in table.column_names or table.num_rows == 0:
+        return "-"
+    bounds = pc.min_max(table.column(column))
+    return f"{bounds['min'].as_py().isoformat()} .. {bounds['max'].as_py().isoformat()}"
+
+
+def listed(names: Sequence[str]) -> str:
+    """A short comma-separated list (the first few names and a count of the rest)."""
+    if len(names) <= _MAX_LISTED:
+        return ", ".join(names)
+    return ", ".join(names[:_MAX_LISTED]) + f" and {len(names) - _MAX_LISTED} more"
+
+
+def load_metadata(
+    result: WriteResult,
+    *,
+    instruments: Sequence[str],
+    requests: Mapping[str, int],
+    preview: pa.Table,
+    time_column: str | None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The metadata of one materialisation (module doc)."""
+    metadata: dict[str, Any] = {
+        "dagster/row_count": dg.MetadataValue.int(int(preview.num_rows)),
+        "rows_written": dg.MetadataValue.int(result.rows_valid),
+        "partitions_written": dg.MetadataValue.int(len(result.partitions)),
+        "instruments": dg.MetadataValue.int(len(instruments)),
+        "instrument_list": dg.MetadataValue.text(listed(list(instruments)) or "-"),
+        "time_range": dg.MetadataValue.text(time_range(preview, time_column)),
+        "quarantined_rows": dg.MetadataValue.int(result.rows_quarantined),
+        "quarantine_reasons": dg.MetadataValue.json(dict(result.reasons)),
+        "duplicates_collapsed": dg.MetadataValue.int(result.duplicates_collapsed),
+        "requests": dg.MetadataValue.int(sum(requests.values())),
+        "requests_by_endpoint": dg.MetadataValue.json(dict(sorted(requests.items()))),
+        "preview": dg.MetadataValue.md(markdown_table(preview)),
+    }
+    if extra:
+        metadata.update(extra)
+    return metadata

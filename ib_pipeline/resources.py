@@ -1,0 +1,124 @@
+"""Dagster resources: how assets get an IBKR client without building HTTP clients themselves.
+
+`IbkrClientResource` holds the client's configuration (Dagster config, with secrets from
+``dg.EnvVar``) and builds `IbkrClient`/`SyncIbkrClient` objects from it, so every asset talks
+to the gateway through the same paced, retried, session-keeping client::
+
+    defs = dg.Definitions(
+        assets=[...],
+        resources={"ibkr": IbkrClientResource(access_token=dg.EnvVar("IBKR_ACCESS_TOKEN"))},
+    )
+
+    @dg.asset
+    async def bars(ibkr: IbkrClientResource) -> None:
+        async with ibkr.get_client() as client:
+            ...
+
+Clients created in the same event loop share one pacer (see `ib_pipeline.ibkr.pacing`), so
+assets running concurrently in one process stay within the gateway's limits together.
+
+What this module must never do: hold a client or a connection across runs (each
+``get_client`` builds a fresh one for the caller's event loop), or log configuration values
+that may be secret.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from ib_pipeline.clock import Clock
+from ib_pipeline.ibkr.client import IbkrClient
+from ib_pipeline.ibkr.raw import ResponseHook
+from ib_pipeline.ibkr.settings import (
+    DEFAULT_BASE_URL,
+    DEFAULT_TOKEN_ENV,
+    ClientSettings,
+    PacingLimits,
+    RetryPolicy,
+    Secret,
+    Timeouts,
+)
+from ib_pipeline.ibkr.sync import SyncIbkrClient
+
+_PACING = PacingLimits()
+_RETRY = RetryPolicy()
+_TIMEOUTS = Timeouts()
+
+
+class IbkrClientResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Configuration of the IBKR client; builds clients for assets.
+
+    Defaults equal `ClientSettings`' (the bundled simulator on 127.0.0.1:5000). Pass
+    ``access_token=dg.EnvVar("IBKR_ACCESS_TOKEN")`` for an OAuth gateway; Dagster keeps EnvVar
+    values out of its UI and logs.
+    """
+
+    base_url: str = Field(default=DEFAULT_BASE_URL, description="API root of the gateway.")
+    ca_bundle: str | None = Field(
+        default=None, description="PEM CA bundle that signed the gateway's certificate."
+    )
+    insecure: bool = Field(
+        default=False, description="Skip TLS verification (refused unless the host is loopback)."
+    )
+    access_token: str | None = Field(
+        default=None, description="OAuth bearer token; use dg.EnvVar, never a literal."
+    )
+    token_env: str | None = Field(
+        default=DEFAULT_TOKEN_ENV,
+        description="Environment variable read for the token when access_token is unset.",
+    )
+    account: str | None = Field(
+        default=None, description="Account id; default: the first the gateway lists."
+    )
+    timeout_s: float = Field(default=_TIMEOUTS.read, description="Read timeout per request.")
+    global_per_s: float = Field(
+        default=_PACING.global_per_s, description="Requests per second across all endpoints."
+    )
+    history_concurrency: int = Field(
+        default=_PACING.history_concurrency, description="History requests in flight at once."
+    )
+    max_attempts: int = Field(
+        default=_RETRY.max_attempts, description="Attempts per request, the first included."
+    )
+    keepalive_interval_s: float | None = Field(
+        default=60.0, description="Seconds between /tickle calls while a client is open."
+    )
+    allow_trading: bool = Field(default=False, description="Allow placing orders (paper).")
+    allow_live_trading: bool = Field(
+        default=False, description="Also allow orders on live (non-paper) accounts."
+    )
+
+    def settings(self) -> ClientSettings:
+        """The `ClientSettings` this configuration describes (validated)."""
+        return ClientSettings(
+            base_url=self.base_url,
+            ca_bundle=Path(self.ca_bundle) if self.ca_bundle else None,
+            insecure=self.insecure,
+            access_token=Secret(self.access_token) if self.access_token else None,
+            token_env=self.token_env,
+            account=self.account,
+            timeouts=Timeouts(read=self.timeout_s),
+            pacing=PacingLimits(
+                global_per_s=self.global_per_s, history_concurrency=self.history_concurrency
+            ),
+            retry=RetryPolicy(max_attempts=self.max_attempts),
+            allow_trading=self.allow_trading,
+            allow_live_trading=self.allow_live_trading,
+            keepalive_interval_s=self.keepalive_interval_s,
+        )
+
+    def get_client(
+        self, *, on_response: ResponseHook | None = None, clock: Clock | None = None
+    ) -> IbkrClient:
+        """A new async client (not yet open): ``async with resource.get_client() as client``.
+        ``on_response`` lands raw payloads (see `ib_pipeline.ibkr.raw.ResponseHook`)."""
+        return IbkrClient(self.settings(), on_response=on_response, clock=clock)
+
+    def get_sync_client(
+        self, *, on_response: ResponseHook | None = None, clock: Clock | None = None
+    ) -> SyncIbkrClient:
+        """A new blocking client (not yet open): ``with resource.get_sync_client() as ib``."""
+        return SyncIbkrClient(self.settings(), on_response=on_response, clock=clock)

@@ -1,0 +1,55 @@
+"""The bundled IBKR Client Portal Gateway simulator.
+
+A real HTTP server answering the gateway's paths under ``/v1/api`` with the gateway's payload
+shapes and quirks, its pacing (429 and the penalty box), its session rules, and injectable faults,
+over a deterministic synthetic market. It is the project's embedded default: the demo, the tests
+and the benchmarks talk to it over real HTTP.
+
+    from ib_pipeline.simulator import Simulator, SimulatorConfig
+
+    with Simulator(SimulatorConfig(now=datetime(2024, 11, 26, 18, tzinfo=UTC))) as sim:
+        httpx.get(sim.base_url + "/iserver/auth/status")
+
+Exports are loaded lazily so that importing the package (the ``ib-pipeline`` CLI does) stays
+cheap; the market and the server load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ib_pipeline.simulator.config import (
+        FAULT_GRAMMAR,
+        FaultSpec,
+        PacingConfig,
+        SimulatorConfig,
+    )
+    from ib_pipeline.simulator.ground_truth import SimulatorTruth
+    from ib_pipeline.simulator.runner import Simulator
+
+_EXPORTS = {
+    "Simulator": "ib_pipeline.simulator.runner",
+    "SimulatorConfig": "ib_pipeline.simulator.config",
+    "FaultSpec": "ib_pipeline.simulator.config",
+    "PacingConfig": "ib_pipeline.simulator.config",
+    "FAULT_GRAMMAR": "ib_pipeline.simulator.config",
+    "SimulatorTruth": "ib_pipeline.simulator.ground_truth",
+}
+
+__all__ = [
+    "FAULT_GRAMMAR",
+    "FaultSpec",
+    "PacingConfig",
+    "Simulator",
+    "SimulatorConfig",
+    "SimulatorTruth",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,41 @@
+"""Portfolio endpoints: positions (paged by 100) and the account summary.
+
+Payloads come from the `Broker`; this module validates the path parameters and answers the
+gateway's 400 for an unknown account or a page id that is not a number.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ib_pipeline.simulator.routes_base import Access, Priming, Route, bad_request, json_response
+from ib_pipeline.simulator.state import SimState
+
+
+async def positions(request: web.Request, state: SimState) -> web.Response:
+    account_id = request.match_info["accountId"]
+    page_text = request.match_info["pageId"]
+    if not state.broker.has_account(account_id):
+        return bad_request(f"account {account_id} not found")
+    if not page_text.isdigit():
+        return bad_request(f"pageId must be a number starting at 0, got {page_text!r}")
+    return json_response(state.broker.positions_page(account_id, int(page_text)))
+
+
+async def summary(request: web.Request, state: SimState) -> web.Response:
+    account_id = request.match_info["accountId"]
+    if not state.broker.has_account(account_id):
+        return bad_request(f"account {account_id} not found")
+    return json_response(state.broker.summary_payload(account_id))
+
+
+ROUTES = (
+    Route(
+        "GET",
+        "/portfolio/{accountId}/positions/{pageId}",
+        positions,
+        Access.SSO,
+        Priming.PORTFOLIO,
+    ),
+    Route("GET", "/portfolio/{accountId}/summary", summary, Access.SSO, Priming.PORTFOLIO),
+)

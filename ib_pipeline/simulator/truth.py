@@ -1,0 +1,134 @@
+"""Ground truth for tests: exactly what the simulator serves, in the loader's own units.
+
+A test loads data through the client, the normalisers and the warehouse, then compares the
+result with `MarketTruth`: the clean bars of any window as a ``HISTORY_BARS`` table (volume in
+shares, never lots), the values a snapshot shows as plain numbers, and, for bad-data runs, the
+list of rows a response corrupted and how, so a test can assert that exactly those rows landed
+in quarantine.
+
+It asks the same `Market` and the same pure functions the server uses (`history_window`,
+`history_response_with_report`, `Market.quote`), so it cannot drift from what is served. It
+never speaks HTTP and never changes the market.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ib_pipeline.ibkr.tables import HISTORY_BARS
+from ib_pipeline.simulator.bad_data import BadDataSpec, Corruption
+from ib_pipeline.simulator.history import (
+    MAX_BARS,
+    HistoryRequestError,
+    history_response_with_report,
+    history_window,
+    parse_history_params,
+)
+from ib_pipeline.simulator.market import Bars, Market, from_ms
+from ib_pipeline.timeframes import parse_bar_size
+
+
+def bars_table(conid: int, bar_size: str, bars: Bars) -> pa.Table:
+    """``bars`` as a ``HISTORY_BARS`` table (volume in shares, as float64)."""
+    n = len(bars)
+    return pa.table(
+        {
+            "conid": pa.array(np.full(n, conid, dtype=np.int64), pa.int64()),
+            "bar_size": pa.array([bar_size] * n, pa.string()),
+            "ts": pa.array(bars.ts_ms, HISTORY_BARS.field("ts").type),
+            "open": pa.array(bars.open, pa.float64()),
+            "high": pa.array(bars.high, pa.float64()),
+            "low": pa.array(bars.low, pa.float64()),
+            "close": pa.array(bars.close, pa.float64()),
+            "volume": pa.array(bars.volume_shares.astype(np.float64), pa.float64()),
+        },
+        schema=HISTORY_BARS,
+    )
+
+
+class MarketTruth:
+    """What the simulator built on ``market`` serves (same seed, same clock)."""
+
+    def __init__(self, market: Market) -> None:
+        self.market = market
+
+    def history_bars(
+        self,
+        conid: int,
+        bar_size: str,
+        start: datetime,
+        end: datetime,
+        outside_rth: bool = False,
+    ) -> pa.Table:
+        """Every clean, completed bar with ``start <= ts < end``, as the server serves them
+        (over as many pages as it takes). ValueError for an unknown bar size."""
+        bar = parse_bar_size(bar_size)
+        bars = self.market.bars(conid, bar, start, end, outside_rth)
+        return bars_table(conid, bar.label, bars)
+
+    def served_bars(self, params: Mapping[str, str]) -> pa.Table:
+        """The clean bars one history request (raw query parameters) returns, after the
+        1000-bar cap; an empty table for a request answered with an error."""
+        try:
+            request = parse_history_params(self.market, params)
+        except HistoryRequestError:
+            return bars_table(0, "", Bars.empty())
+        start, end = self.history_window(params)
+        status, body, _ = history_response_with_report(self.market, params)
+        if status != 200 or "data" not in body:
+            return bars_table(request.conid, request.bar.label, Bars.empty())
+        bars = self.market.bars(
+            request.conid, request.bar, start, end, request.outside_rth, limit=MAX_BARS
+        )
+        return bars_table(request.conid, request.bar.label, bars)
+
+    def history_window(self, params: Mapping[str, str]) -> tuple[datetime, datetime]:
+        """The [start, end) a history request covers. ValueError naming the problem for a
+        request the server would refuse."""
+        try:
+            request = parse_history_params(self.market, params)
+        except HistoryRequestError as exc:
+            raise ValueError(f"the server refuses this request: {exc.body}") from None
+        instrument = self.market.instrument(request.conid)
+        return history_window(instrument, request.period, request.end, request.outside_rth)
+
+    def corrupted_bars(self, params: Mapping[str, str], bad_data: BadDataSpec) -> list[Corruption]:
+        """The rows a history response with ``bad_data`` carries corrupted, and how (positions
+        in its ``data``, sorted). Replays the server's own deterministic draw."""
+        _, _, report = history_response_with_report(self.market, params, bad_data)
+        return report
+
+    def quote(self, conid: int) -> dict[str, Any]:
+        """The snapshot values of ``conid`` now, as plain numbers named like the
+        ``SNAPSHOT_QUOTES`` columns (sizes and volume in shares; None where the snapshot has no
+        value)."""
+        quote = self.market.quote(conid)
+        return {
+            "conid": quote.conid,
+            "updated": from_ms(quote.updated_ms),
+            "symbol": quote.symbol,
+            "last": quote.last,
+            "bid": quote.bid,
+            "ask": quote.ask,
+            "last_size": quote.last_size,
+            "bid_size": quote.bid_size,
+            "ask_size": quote.ask_size,
+            "volume": quote.volume,
+            "open": quote.open,
+            "high": quote.high,
+            "low": quote.low,
+            "close": quote.close,
+            "prior_close": quote.prior_close,
+            "change": quote.change,
+            "change_pct": quote.change_pct,
+            "last_is_close": quote.last_is_close,
+            "halted": quote.halted,
+            "market_data_availability": (
+                quote.market_data_availability if quote.last is not None else None
+            ),
+        }

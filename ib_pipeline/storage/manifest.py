@@ -1,0 +1,131 @@
+"""What one partition holds: rows, key range, where it came from, and the hash of its bytes.
+
+Why: a researcher (or a check) must be able to answer "what is in this partition, from which
+requests, written by which run" without scanning it, and to notice when the manifest and the
+data disagree. The manifest is written atomically AFTER the data file, so after a crash between
+the two it describes the previous data; readers compare ``content_sha256``/``size_bytes``
+against the file and report ``stale`` rather than trusting it.
+
+JSON, one file beside the data (``part.manifest.json`` next to ``part.parquet``). This module
+builds and parses manifests; it never writes them (the store does, through `fs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+FORMAT_VERSION = 1
+
+STATUS_OK = "ok"  # the data file is the one the manifest describes
+STATUS_STALE = "stale"  # the data file changed after the manifest was written
+STATUS_MISSING = "missing"  # data without a manifest (crash before the first manifest)
+STATUS_UNCHECKED = "unchecked"  # as parsed, before a reader compared it with the data
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The manifest of one partition. ``status`` is set by readers, never stored."""
+
+    dataset: str
+    partition: str
+    data_file: str
+    rows: int
+    content_sha256: str
+    size_bytes: int
+    time_column: str | None
+    time_min: str | None
+    time_max: str | None
+    key_range: dict[str, Any]
+    conids: list[int]
+    sources: list[Any]
+    run_id: str
+    written_at: str
+    quarantined_rows: int  # rows of the latest load meant for this partition, quarantined
+    format_version: int = FORMAT_VERSION
+    status: str = field(default=STATUS_UNCHECKED, compare=False)
+
+    def to_json(self) -> bytes:
+        body = asdict(self)
+        body.pop("status")
+        return orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+
+    @classmethod
+    def from_json(cls, data: bytes, where: str) -> Manifest:
+        try:
+            body = orjson.loads(data)
+        except orjson.JSONDecodeError as error:
+            raise ValueError(f"manifest {where} is not valid JSON: {error}") from None
+        if not isinstance(body, dict):
+            raise ValueError(f"manifest {where} is not a JSON object")
+        known = {f for f in cls.__dataclass_fields__ if f != "status"}
+        missing = sorted(known - set(body) - {"format_version"})
+        if missing:
+            raise ValueError(f"manifest {where} lacks fields {missing}")
+        return cls(**{k: v for k, v in body.items() if k in known})
+
+    def with_status(self, status: str) -> Manifest:
+        return replace(self, status=status)
+
+
+def iso_ms(ms: int) -> str:
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+
+def _json_scalar(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso_ms(round(value.timestamp() * 1000))
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def describe(
+    table: pa.Table, key: Sequence[str], time_column: str | None
+) -> tuple[str | None, str | None, dict[str, Any], list[int]]:
+    """Time range, per-key-column range (min, max, distinct count) and distinct conids."""
+    time_min = time_max = None
+    if time_column is not None and table.num_rows:
+        bounds = pc.min_max(table.column(time_column))
+        time_min = _json_scalar(bounds["min"].as_py())
+        time_max = _json_scalar(bounds["max"].as_py())
+    key_range: dict[str, Any] = {}
+    for name in key:
+        column = table.column(name)
+        if table.num_rows == 0:
+            key_range[name] = {"min": None, "max": None, "distinct": 0}
+            continue
+        bounds = pc.min_max(column)
+        key_range[name] = {
+            "min": _json_scalar(bounds["min"].as_py()),
+            "max": _json_scalar(bounds["max"].as_py()),
+            "distinct": int(pc.count_distinct(column).as_py()),
+        }
+    conids: list[int] = []
+    if "conid" in table.column_names and table.num_rows:
+        conids = sorted(int(c) for c in pc.unique(table.column("conid")).to_pylist())
+    return time_min, time_max, key_range, conids
+
+
+def merge_sources(previous: Sequence[Any], new: Sequence[Any]) -> list[Any]:
+    """Sources of a merged partition: the previous ones, then new ones not seen before."""
+    seen = {orjson.dumps(s, option=orjson.OPT_SORT_KEYS) for s in previous}
+    merged = list(previous)
+    for source in new:
+        encoded = orjson.dumps(source, option=orjson.OPT_SORT_KEYS)
+        if encoded not in seen:
+            seen.add(encoded)
+            merged.append(source)
+    return merged
+
+
+def as_source(source: Mapping[str, Any] | str) -> Any:
+    """A JSON-safe rendering of a batch's source description."""
+    return orjson.loads(orjson.dumps(source, option=orjson.OPT_SORT_KEYS, default=str))

@@ -1,0 +1,45 @@
+"""Deterministic Parquet bytes for one partition, and reading them back.
+
+Why: an idempotent re-run should produce the same bytes, so the content hash in a manifest
+means something. Fixed writer settings (zstd level 3, row groups of 16,384 rows, statistics on,
+the Arrow schema stored so time zones and the ``unit: shares`` field metadata survive) and no
+wall-clock time anywhere in the file. Row groups of ~16k rows let DuckDB skip most of a
+partition for one instrument, as measured for the layout decision (ARCHITECTURE.md).
+
+This module never decides where bytes go; `fs` does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROW_GROUP_SIZE = 16_384
+COMPRESSION = "zstd"
+COMPRESSION_LEVEL = 3
+
+
+def to_parquet_bytes(table: pa.Table) -> bytes:
+    """The Parquet encoding of ``table`` (schema-level metadata dropped, field metadata kept)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table.replace_schema_metadata(None),
+        sink,
+        row_group_size=ROW_GROUP_SIZE,
+        compression=COMPRESSION,
+        compression_level=COMPRESSION_LEVEL,
+        use_dictionary=True,
+        write_statistics=True,
+        store_schema=True,
+    )
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def from_parquet_bytes(data: bytes) -> pa.Table:
+    return pq.read_table(pa.BufferReader(data))
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

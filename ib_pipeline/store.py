@@ -1,0 +1,481 @@
+"""The warehouse store: validated, partitioned Parquet that is replaced atomically.
+
+Why: a bar must never be lost, duplicated, or wrong without a trace. Every load goes through
+the dataset's contract (`ib_pipeline.schemas`); valid rows are merged into their partitions and
+each partition file is replaced atomically, then its manifest; rejected rows go to the
+quarantine with their reasons; the DuckDB catalog is refreshed. Re-running a load gives the same
+rows (and the same bytes). The root is a local folder or any fsspec URL (`storage.fs`).
+
+Semantics of a load (`Store.load`, `Store.write` for one batch)
+---------------------------------------------------------------
+- Each batch is validated on its own (duplicates inside a batch: `storage.keys`).
+- ``mode="merge"`` (default): a partition becomes the union of what it held and the new rows,
+  keyed by the dataset key; for a key present in both, the newer row wins (later batches win
+  over earlier ones). No duplicates, whatever overlaps.
+- ``mode="replace"``: a partition that receives rows becomes exactly those rows (replay uses
+  it: the raw zone is the truth). Partitions receiving no rows are never touched.
+- A partition is written whole: new file beside the old one, fsync, rename (`storage.fs`);
+  then the manifest; a reader sees the old or the new partition, never a mix.
+- One writer per partition at a time: local roots take a folder lock; on object stores it is
+  the orchestrator's job (Dagster runs one materialisation per partition).
+
+What it must never do: call the API, or write a row that failed its contract.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ib_pipeline import warehouse
+from ib_pipeline.clock import Clock, SystemClock
+from ib_pipeline.schemas import ValidationContext, ValidationResult, validate
+from ib_pipeline.sessions import TradingHours
+from ib_pipeline.settings import WarehouseSettings
+from ib_pipeline.storage import keys
+from ib_pipeline.storage.datasets import DATASETS, DatasetSpec, dataset_spec
+from ib_pipeline.storage.fs import FsspecRoot, LocalRoot, open_root
+from ib_pipeline.storage.manifest import (
+    STATUS_MISSING,
+    STATUS_OK,
+    STATUS_STALE,
+    Manifest,
+    as_source,
+    describe,
+    iso_ms,
+    merge_sources,
+)
+from ib_pipeline.storage.parquet import from_parquet_bytes, sha256, to_parquet_bytes
+from ib_pipeline.storage.paths import Partition, partition_of_data_path
+from ib_pipeline.storage.quarantine import (
+    QUARANTINE,
+    QUARANTINE_SCHEMA,
+    quarantine_file,
+    quarantine_records,
+)
+from ib_pipeline.storage.scrub import scrub
+
+__all__ = [
+    "DATASETS",
+    "Batch",
+    "Manifest",
+    "Partition",
+    "PartitionWrite",
+    "Store",
+    "WriteResult",
+]
+
+Mode = Literal["merge", "replace"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One normalised table and what its validity depends on.
+
+    ``source``: the request it came from (endpoint, params, fetch time), kept in manifests and
+    quarantine records; secrets are scrubbed. ``as_of``: snapshot time (quotes, orders).
+    ``window``: [start, end) its rows must fall in. ``hours``/``outside_rth``: bars only, each
+    conid's trading hours and whether extended hours were requested.
+    """
+
+    table: pa.Table
+    source: Mapping[str, Any] | str
+    as_of: datetime | None = None
+    window: tuple[datetime, datetime] | None = None
+    hours: Mapping[int, TradingHours] | None = None
+    outside_rth: bool | Mapping[int, bool] = False
+
+
+@dataclass(frozen=True)
+class PartitionWrite:
+    """What a load did to one partition."""
+
+    partition: str
+    path: str  # root-relative data file
+    rows: int  # rows in the partition after the write
+    rows_loaded: int  # valid rows this load brought to it (new or replacing)
+    quarantined: int  # rows of this load meant for it that were quarantined
+    content_sha256: str
+    unchanged: bool  # the bytes are identical to the previous file
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The outcome of one load."""
+
+    dataset: str
+    run_id: str
+    partitions: tuple[PartitionWrite, ...]
+    rows_valid: int
+    rows_quarantined: int
+    duplicates_collapsed: int
+    reasons: dict[str, int]  # failed check -> rejected rows
+    quarantine_files: tuple[str, ...]
+    seconds: dict[str, float] = field(default_factory=dict)  # validate / write / catalog
+
+
+class Store:
+    """A warehouse root and the operations on its datasets."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | Any | None = None,
+        *,
+        clock: Clock | None = None,
+        catalog: bool = True,
+    ) -> None:
+        """``root``: folder, URL or UPath (default: `WarehouseSettings` from the environment).
+        ``catalog``: rebuild ``warehouse.duckdb`` after writes that change the set of views."""
+        self.root: LocalRoot | FsspecRoot = open_root(
+            WarehouseSettings.from_env().root if root is None else root
+        )
+        self.clock: Clock = clock or SystemClock()
+        self.catalog = catalog
+        self._catalog_sql: list[str] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: WarehouseSettings, *, clock: Clock | None = None) -> Store:
+        return cls(settings.root, clock=clock)
+
+    @property
+    def url(self) -> str:
+        return self.root.url
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def write(
+        self,
+        dataset: str,
+        table: pa.Table,
+        *,
+        source: Mapping[str, Any] | str,
+        run_id: str,
+        as_of: datetime | None = None,
+        window: tuple[datetime, datetime] | None = None,
+        hours: Mapping[int, TradingHours] | None = None,
+        outside_rth: bool | Mapping[int, bool] = False,
+        mode: Mode = "merge",
+    ) -> WriteResult:
+        """Validate and store one table (see `load`)."""
+        batch = Batch(table, source, as_of, window, hours, outside_rth)
+        return self.load(dataset, [batch], run_id=run_id, mode=mode)
+
+    def load(
+        self,
+        dataset: str,
+        batches: Sequence[Batch],
+        *,
+        run_id: str,
+        mode: Mode = "merge",
+        only: Collection[str] | None = None,
+    ) -> WriteResult:
+        """Validate ``batches`` (oldest first: later ones win on equal keys) and write every
+        partition they touch. ``only``: partition ids to write; rows for others are ignored
+        (not written, not quarantined). Returns counts per partition and the quarantine."""
+        spec = dataset_spec(dataset)
+        if mode not in ("merge", "replace"):
+            raise ValueError(f"mode must be 'merge' or 'replace', got {mode!r}")
+        if not run_id or not isinstance(run_id, str):
+            raise ValueError("run_id must be a non-empty string naming the run")
+        now = self.clock.now()
+        now_ms = round(now.timestamp() * 1000)
+        started = time.perf_counter()
+
+        new_rows: dict[Partition, list[pa.Table]] = {}
+        sources: dict[Partition, list[Any]] = {}
+        quarantined: list[pa.Table] = []
+        reasons: dict[str, int] = {}
+        collapsed = 0
+        for batch in batches:
+            result = self._validate(spec, batch, now)
+            collapsed += result.duplicates_collapsed
+            for name, count in result.reasons.items():
+                reasons[name] = reasons.get(name, 0) + count
+            source = as_source(scrub(batch.source))
+            for partition, rows in spec.group(result.valid):
+                if only is not None and partition.id not in only:
+                    continue
+                rows_table = (
+                    result.valid
+                    if len(rows) == result.valid.num_rows
+                    else result.valid.take(pa.array(rows))
+                )
+                new_rows.setdefault(partition, []).append(rows_table)
+                sources.setdefault(partition, []).append(source)
+            records = quarantine_records(
+                spec,
+                result.rejected,
+                source=orjson.dumps(source, option=orjson.OPT_SORT_KEYS).decode(),
+                run_id=run_id,
+                at_ms=now_ms,
+            )
+            if only is not None and records.num_rows:
+                wanted = pa.array([p in only for p in records.column("partition").to_pylist()])
+                records = records.filter(wanted)
+            if records.num_rows:
+                quarantined.append(records)
+        validated = time.perf_counter()
+
+        all_records = (
+            pa.concat_tables(quarantined) if quarantined else QUARANTINE_SCHEMA.empty_table()
+        )
+        per_partition_q = _count_by(all_records.column("partition").to_pylist())
+        written = []
+        for partition in sorted(new_rows):
+            written.append(
+                self._write_partition(
+                    spec,
+                    partition,
+                    new_rows[partition],
+                    sources[partition],
+                    run_id=run_id,
+                    mode=mode,
+                    written_at=iso_ms(now_ms),
+                    quarantined=per_partition_q.get(partition.id, 0),
+                )
+            )
+        q_files = []
+        if all_records.num_rows:
+            path = quarantine_file(spec.name, all_records)
+            with self.root.lock(path.rsplit("/", 1)[0]):
+                self.root.write_atomic(path, to_parquet_bytes(all_records))
+            q_files.append(path)
+        stored = time.perf_counter()
+        if self.catalog and (written or q_files):
+            self.refresh_catalog()
+        finished = time.perf_counter()
+        return WriteResult(
+            dataset=spec.name,
+            run_id=run_id,
+            partitions=tuple(written),
+            rows_valid=sum(w.rows_loaded for w in written),
+            rows_quarantined=int(all_records.num_rows),
+            duplicates_collapsed=collapsed,
+            reasons=reasons,
+            quarantine_files=tuple(q_files),
+            seconds={
+                "validate": validated - started,
+                "write": stored - validated,
+                "catalog": finished - stored,
+            },
+        )
+
+    def _validate(self, spec: DatasetSpec, batch: Batch, now: datetime) -> ValidationResult:
+        context = ValidationContext(
+            now=now,
+            as_of=batch.as_of,
+            window=batch.window,
+            hours=batch.hours,
+            outside_rth=batch.outside_rth,
+        )
+        return validate(spec.name, batch.table, context)
+
+    def _write_partition(
+        self,
+        spec: DatasetSpec,
+        partition: Partition,
+        tables: list[pa.Table],
+        sources: list[Any],
+        *,
+        run_id: str,
+        mode: Mode,
+        written_at: str,
+        quarantined: int,
+    ) -> PartitionWrite:
+        with self.root.lock(partition.folder):
+            previous_bytes = (
+                self.root.read_bytes(partition.data_path)
+                if self.root.exists(partition.data_path)
+                else None
+            )
+            parts = list(tables)
+            previous_sources: list[Any] = []
+            if mode == "merge" and previous_bytes is not None:
+                parts.insert(0, _conform_stored(spec, from_parquet_bytes(previous_bytes)))
+                previous = self._read_manifest(partition)
+                previous_sources = previous.sources if previous is not None else []
+            merged = keys.merge(parts, spec.file_key, spec.sort)
+            data = to_parquet_bytes(merged)
+            digest = sha256(data)
+            unchanged = data == previous_bytes
+            if not unchanged:
+                self.root.write_atomic(partition.data_path, data)
+            time_min, time_max, key_range, conids = describe(merged, spec.key, spec.time_column)
+            manifest = Manifest(
+                dataset=spec.name,
+                partition=partition.id,
+                data_file=partition.data_path,
+                rows=int(merged.num_rows),
+                content_sha256=digest,
+                size_bytes=len(data),
+                time_column=spec.time_column,
+                time_min=time_min,
+                time_max=time_max,
+                key_range=key_range,
+                conids=conids,
+                sources=merge_sources(previous_sources, sources),
+                run_id=run_id,
+                written_at=written_at,
+                quarantined_rows=quarantined,
+            )
+            self.root.write_atomic(partition.manifest_path, manifest.to_json())
+        return PartitionWrite(
+            partition=partition.id,
+            path=partition.data_path,
+            rows=int(merged.num_rows),
+            rows_loaded=sum(int(t.num_rows) for t in tables),
+            quarantined=quarantined,
+            content_sha256=digest,
+            unchanged=unchanged,
+        )
+
+    def refresh_catalog(self, *, force: bool = False) -> str:
+        """Rebuild ``warehouse.duckdb`` if its views changed (or ``force``); return its path."""
+        statements = warehouse.views_sql(self.root, warehouse.catalog_base(self.root))
+        target = self.root.full(warehouse.CATALOG_FILE)
+        if (
+            not force
+            and statements == self._catalog_sql
+            and self.root.exists(warehouse.CATALOG_FILE)
+        ):
+            return target
+        warehouse.write_catalog(self.root, statements)
+        self._catalog_sql = statements
+        return target
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def partitions(self, dataset: str) -> list[Partition]:
+        """Every partition of ``dataset`` that has a data file, in id order."""
+        spec = dataset_spec(dataset)
+        files = self.root.files(spec.name, ".parquet")
+        return sorted(partition_of_data_path(spec.name, rel) for rel in files)
+
+    def partition(self, dataset: str, partition: str | Partition) -> Partition:
+        spec = dataset_spec(dataset)
+        if isinstance(partition, Partition):
+            return partition
+        return Partition.from_id(spec.name, partition)
+
+    def read(self, dataset: str, partition: str | Partition | None = None) -> pa.Table:
+        """The rows of one partition, or of the whole dataset (empty table if none)."""
+        spec = dataset_spec(dataset)
+        chosen = (
+            self.partitions(spec.name)
+            if partition is None
+            else [self.partition(spec.name, partition)]
+        )
+        tables = []
+        for part in chosen:
+            if not self.root.exists(part.data_path):
+                raise FileNotFoundError(f"{spec.name}: no partition {part.label!r}")
+            tables.append(_conform_stored(spec, self._read_table(part.data_path)))
+        if not tables:
+            return spec.empty()
+        return pa.concat_tables(tables)
+
+    def _read_table(self, rel: str) -> pa.Table:
+        if isinstance(self.root, LocalRoot):
+            return pq.ParquetFile(self.root.full(rel)).read()
+        return from_parquet_bytes(self.root.read_bytes(rel))
+
+    def _read_manifest(self, partition: Partition) -> Manifest | None:
+        if not self.root.exists(partition.manifest_path):
+            return None
+        return Manifest.from_json(
+            self.root.read_bytes(partition.manifest_path), partition.manifest_path
+        )
+
+    def manifest(
+        self, dataset: str, partition: str | Partition, *, verify: bool = False
+    ) -> Manifest:
+        """The manifest of one partition with its ``status``: ``ok``; ``stale`` (the data file
+        differs from what the manifest describes: a crash between the two writes); ``missing``
+        (data without a manifest: a summary read from the data file). ``verify`` compares the
+        sha256 of the bytes; otherwise only their size is compared (cheap, and enough to see a
+        crash between the two writes unless the new file happens to have the same size)."""
+        spec = dataset_spec(dataset)
+        part = self.partition(spec.name, partition)
+        if not self.root.exists(part.data_path):
+            raise FileNotFoundError(f"{spec.name}: no partition {part.label!r}")
+        found = self._read_manifest(part)
+        if found is None:
+            return self._summary_without_manifest(spec, part)
+        if verify:
+            same = sha256(self.root.read_bytes(part.data_path)) == found.content_sha256
+        else:
+            same = self.root.size(part.data_path) == found.size_bytes
+        return found.with_status(STATUS_OK if same else STATUS_STALE)
+
+    def manifests(self, dataset: str, *, verify: bool = False) -> list[Manifest]:
+        """Manifests of every partition of ``dataset`` (see `manifest`)."""
+        return [self.manifest(dataset, p, verify=verify) for p in self.partitions(dataset)]
+
+    def _summary_without_manifest(self, spec: DatasetSpec, part: Partition) -> Manifest:
+        data = self.root.read_bytes(part.data_path)
+        table = _conform_stored(spec, from_parquet_bytes(data))
+        time_min, time_max, key_range, conids = describe(table, spec.key, spec.time_column)
+        return Manifest(
+            dataset=spec.name,
+            partition=part.id,
+            data_file=part.data_path,
+            rows=int(table.num_rows),
+            content_sha256=sha256(data),
+            size_bytes=len(data),
+            time_column=spec.time_column,
+            time_min=time_min,
+            time_max=time_max,
+            key_range=key_range,
+            conids=conids,
+            sources=[],
+            run_id="",
+            written_at="",
+            quarantined_rows=0,
+            status=STATUS_MISSING,
+        )
+
+    def quarantine(self, dataset: str | None = None) -> pa.Table:
+        """Quarantined rows, of one dataset or of all."""
+        folder = (
+            QUARANTINE if dataset is None else f"{QUARANTINE}/dataset={dataset_spec(dataset).name}"
+        )
+        tables = [self._read_table(rel) for rel in self.root.files(folder, ".parquet")]
+        if not tables:
+            return QUARANTINE_SCHEMA.empty_table()
+        return pa.concat_tables(tables, promote_options="default")
+
+
+def _conform_stored(spec: DatasetSpec, table: pa.Table) -> pa.Table:
+    """A stored file's table in the dataset's current stored schema (columns added later read
+    as nulls), failing loudly if a column changed type."""
+    columns = []
+    for stored_field in spec.schema:
+        if stored_field.name in table.column_names:
+            column = table.column(stored_field.name)
+            if not column.type.equals(stored_field.type):
+                raise ValueError(
+                    f"{spec.name}: stored column {stored_field.name!r} is {column.type}, "
+                    f"expected {stored_field.type}"
+                )
+        else:
+            column = pa.nulls(table.num_rows, stored_field.type)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=spec.schema)
+
+
+def _count_by(values: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts

@@ -1,0 +1,70 @@
+"""Project-wide fixtures: a running gateway simulator.
+
+- ``sim``: a `Simulator` serving on 127.0.0.1 and a free port, with a FixedClock pinned inside a
+  US trading session (`SIM_NOW`, Tuesday 2024-11-26 13:00 New York), the published pacing limits
+  but a penalty box of 1 s (so a test that trips it recovers quickly), and no session timeout
+  (tests that move the clock by hours keep their session; expiry tests ask for one).
+- ``make_sim(**changes)``: a factory for simulators with other settings; keyword arguments are
+  `SimulatorConfig` fields overriding the ``sim`` defaults, e.g.
+  ``make_sim(authenticated=False)``, ``make_sim(tls=True)``, ``make_sim(session_timeout_s=300)``,
+  ``make_sim(pacing=PacingConfig(enabled=False))``, ``make_sim(faults="5xx=0.5,seed=3")``.
+
+Every simulator a test starts is stopped after it (server, loop, thread, TLS files). The
+simulator package is imported inside the fixtures, so a suite that does not use them never
+loads the market.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from ib_pipeline.simulator import Simulator, SimulatorConfig
+
+SIM_NOW = datetime(2024, 11, 26, 18, 0, tzinfo=UTC)
+"""The ``sim`` fixture's clock: inside the regular session of Tuesday 2024-11-26."""
+
+TEST_PENALTY_BOX_S = 1.0
+
+
+def sim_config(**changes: Any) -> SimulatorConfig:
+    """The ``sim`` fixture's configuration with ``changes`` applied. ``faults`` may be a string."""
+    # Imported here so that suites which never start a simulator never load the market.
+    from ib_pipeline.simulator import FaultSpec, PacingConfig, SimulatorConfig  # noqa: PLC0415
+
+    if isinstance(changes.get("faults"), str):
+        changes["faults"] = FaultSpec.parse(changes["faults"])
+    base = SimulatorConfig(
+        now=SIM_NOW,
+        pacing=PacingConfig(penalty_box_s=TEST_PENALTY_BOX_S),
+        session_timeout_s=None,
+    )
+    return base.with_changes(**changes)
+
+
+@pytest.fixture
+def make_sim() -> Iterator[Callable[..., Simulator]]:
+    """Start simulators with `sim_config(**changes)`; all are stopped after the test."""
+    from ib_pipeline.simulator import Simulator  # noqa: PLC0415  (see sim_config)
+
+    started: list[Simulator] = []
+
+    def factory(**changes: Any) -> Simulator:
+        simulator = Simulator(sim_config(**changes))
+        simulator.start()
+        started.append(simulator)
+        return simulator
+
+    yield factory
+    for simulator in reversed(started):
+        simulator.stop()
+
+
+@pytest.fixture
+def sim(make_sim: Callable[..., Simulator]) -> Simulator:
+    """A running simulator with the default test settings (see the module docstring)."""
+    return make_sim()
