@@ -20,12 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from assets.partitions import Granularity, key_dates, key_for_date
 from ib_pipeline.sessions import Session, calendar_for
 from ib_pipeline.storage.manifest import STATUS_OK, Manifest
 from ib_pipeline.timeframes import BarKind, BarSize
 from ib_pipeline.universe import ResolvedContract
-
-from assets.partitions import Granularity, key_dates, key_for_date
 
 MAX_BARS_PER_CHUNK = 32_000
 """Bars per instrument fetched before the chunk is written: ~32 requests of 1000 bars, a few
@@ -76,15 +75,16 @@ def fetch_windows(
             if day in wanted:
                 run.append(cal.session(day))
                 continue
-            _close_run(windows, contract, run, bar, outside_rth, now)
+            _close_run(windows, contract, run=run, bar=bar, outside_rth=outside_rth, now=now)
             run = []
-        _close_run(windows, contract, run, bar, outside_rth, now)
+        _close_run(windows, contract, run=run, bar=bar, outside_rth=outside_rth, now=now)
     return windows
 
 
 def _close_run(
     windows: list[FetchWindow],
     contract: ResolvedContract,
+    *,
     run: list[Session],
     bar: BarSize,
     outside_rth: bool,

@@ -11,6 +11,7 @@ but tokens, cookies and headers must never appear: only counts, names and data r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -77,29 +78,56 @@ def listed(names: Sequence[str]) -> str:
     return ", ".join(names[:_MAX_LISTED]) + f" and {len(names) - _MAX_LISTED} more"
 
 
+@dataclass(frozen=True)
+class WriteSummary:
+    """The writes of one materialisation, added up."""
+
+    rows_written: int
+    partitions_written: int
+    rows_quarantined: int
+    duplicates_collapsed: int
+    reasons: dict[str, int]
+
+
+def summarize(writes: Sequence[WriteResult]) -> WriteSummary:
+    reasons: dict[str, int] = {}
+    for write in writes:
+        for name, count in write.reasons.items():
+            reasons[name] = reasons.get(name, 0) + count
+    return WriteSummary(
+        rows_written=sum(w.rows_valid for w in writes),
+        partitions_written=sum(len(w.partitions) for w in writes),
+        rows_quarantined=sum(w.rows_quarantined for w in writes),
+        duplicates_collapsed=sum(w.duplicates_collapsed for w in writes),
+        reasons=reasons,
+    )
+
+
 def load_metadata(
-    result: WriteResult,
+    writes: Sequence[WriteResult],
     *,
     instruments: Sequence[str],
     requests: Mapping[str, int],
-    preview: pa.Table,
-    time_column: str | None,
+    preview: pa.Table | None,
+    time_range_text: str,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The metadata of one materialisation (module doc)."""
+    total = summarize(writes)
     metadata: dict[str, Any] = {
-        "dagster/row_count": dg.MetadataValue.int(int(preview.num_rows)),
-        "rows_written": dg.MetadataValue.int(result.rows_valid),
-        "partitions_written": dg.MetadataValue.int(len(result.partitions)),
+        "rows_written": dg.MetadataValue.int(total.rows_written),
+        "partitions_written": dg.MetadataValue.int(total.partitions_written),
         "instruments": dg.MetadataValue.int(len(instruments)),
         "instrument_list": dg.MetadataValue.text(listed(list(instruments)) or "-"),
-        "time_range": dg.MetadataValue.text(time_range(preview, time_column)),
-        "quarantined_rows": dg.MetadataValue.int(result.rows_quarantined),
-        "quarantine_reasons": dg.MetadataValue.json(dict(result.reasons)),
-        "duplicates_collapsed": dg.MetadataValue.int(result.duplicates_collapsed),
+        "time_range": dg.MetadataValue.text(time_range_text),
+        "quarantined_rows": dg.MetadataValue.int(total.rows_quarantined),
+        "quarantine_reasons": dg.MetadataValue.json(total.reasons),
+        "duplicates_collapsed": dg.MetadataValue.int(total.duplicates_collapsed),
         "requests": dg.MetadataValue.int(sum(requests.values())),
         "requests_by_endpoint": dg.MetadataValue.json(dict(sorted(requests.items()))),
-        "preview": dg.MetadataValue.md(markdown_table(preview)),
+        "preview": dg.MetadataValue.md(
+            markdown_table(preview) if preview is not None else "_no rows_"
+        ),
     }
     if extra:
         metadata.update(extra)

@@ -91,9 +91,9 @@ def keys_between(first: date, last: date, grain: Granularity) -> list[str]:
     day = first
     while day <= last:
         key = key_for_date(day, grain)
-        if grain is not Granularity.SESSION or day.weekday() < 5:
-            if not keys or keys[-1] != key:
-                keys.append(key)
+        weekday = grain is not Granularity.SESSION or day.weekday() < 5
+        if weekday and (not keys or keys[-1] != key):
+            keys.append(key)
         day += timedelta(days=1)
     return keys
 
@@ -148,7 +148,7 @@ def monthly_partitions_def(universe: Universe) -> dg.TimeWindowPartitionsDefinit
     end = None
     if universe.history_end is not None:
         last = universe.history_end
-        end = (date(last.year + 1, 1, 1) if last.month == 12 else date(last.year, last.month + 1, 1))
+        end = date(last.year + 1, 1, 1) if last.month == 12 else date(last.year, last.month + 1, 1)
         end_text: str | None = end.strftime("%Y-%m")
     else:
         end_text = None
@@ -187,14 +187,14 @@ def bars_partitions_def(bar: BarSize, universe: Universe) -> dg.TimeWindowPartit
     return yearly_partitions_def(universe)
 
 
-def keys_in_range(
-    partitions_def: dg.PartitionsDefinition[str], first: str, last: str
-) -> list[str]:
+def keys_in_range(partitions_def: dg.PartitionsDefinition[str], first: str, last: str) -> list[str]:
     """Existing partition keys from ``first`` to ``last`` inclusive; ValueError naming a key
     that is not a partition (a holiday, a date before history_start, a typo)."""
     for key in (first, last):
         if not partitions_def.has_partition_key(key):
-            raise ValueError(f"{key!r} is not a partition key of this asset; {_describe(partitions_def)}")
+            raise ValueError(
+                f"{key!r} is not a partition key of this asset; {_describe(partitions_def)}"
+            )
     keys = partitions_def.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
     if not keys:
         raise ValueError(f"no partitions between {first!r} and {last!r}: the range is reversed")

@@ -18,18 +18,16 @@ The calendar a schedule follows is the US equity calendar when the universe hold
 else the calendar of its first instrument. Schedules never fetch anything themselves.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from ib_pipeline.sessions import US_EQUITY, SessionCalendar, TradingHours, calendar_for
-from ib_pipeline.universe import Universe
-
 from assets.partitions import PARTITION_TIMEZONE, Granularity, granularity, key_for_date
+from ib_pipeline.sessions import US_EQUITY, SessionCalendar, TradingHours, calendar_for
+from ib_pipeline.timeframes import parse_bar_size
+from ib_pipeline.universe import Universe
 
 SCHEDULE_TIMEZONE = PARTITION_TIMEZONE
 PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -82,8 +80,6 @@ def build_bars_schedule(
     asset: dg.AssetsDefinition, universe: Universe, label: str
 ) -> dg.ScheduleDefinition:
     """The after-close schedule of one bars asset (module doc)."""
-    from ib_pipeline.timeframes import parse_bar_size
-
     grain = granularity(parse_bar_size(label))
     at = DAILY_BARS_AFTER_EXTENDED if universe.outside_rth else DAILY_BARS_AFTER_CLOSE
     cal = calendar_for(schedule_hours(universe))
@@ -114,9 +110,7 @@ def build_bars_schedule(
     return _schedule
 
 
-def build_quotes_schedule(
-    quotes: dg.AssetsDefinition, universe: Universe
-) -> dg.ScheduleDefinition:
+def build_quotes_schedule(quotes: dg.AssetsDefinition, universe: Universe) -> dg.ScheduleDefinition:
     """Quotes every 5 minutes while the regular session is open."""
     cal = calendar_for(schedule_hours(universe))
 

@@ -31,6 +31,7 @@ from pydantic import Field
 
 from ib_pipeline.clock import Clock
 from ib_pipeline.ibkr.client import IbkrClient
+from ib_pipeline.ibkr.errors import ConfigurationError
 from ib_pipeline.ibkr.raw import ResponseHook
 from ib_pipeline.ibkr.settings import (
     DEFAULT_BASE_URL,
@@ -97,7 +98,7 @@ class IbkrClientResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             base_url=self.base_url,
             ca_bundle=Path(self.ca_bundle) if self.ca_bundle else None,
             insecure=self.insecure,
-            access_token=Secret(self.access_token) if self.access_token else None,
+            access_token=self._token(),
             token_env=self.token_env,
             account=self.account,
             timeouts=Timeouts(read=self.timeout_s),
@@ -109,6 +110,19 @@ class IbkrClientResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             allow_live_trading=self.allow_live_trading,
             keepalive_interval_s=self.keepalive_interval_s,
         )
+
+    def _token(self) -> Secret | None:
+        """The token as a `Secret`. Inside a Dagster run ``dg.EnvVar`` is already resolved to
+        its value; used directly (a test, a notebook) it is still an EnvVar and is read here."""
+        token = self.access_token
+        if isinstance(token, dg.EnvVar):
+            value = token.get_value()
+            if not value:
+                raise ConfigurationError(
+                    f"environment variable {token.env_var_name} (access_token) is unset or empty"
+                )
+            return Secret(value)
+        return Secret(token) if token else None
 
     def get_client(
         self, *, on_response: ResponseHook | None = None, clock: Clock | None = None

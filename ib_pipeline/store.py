@@ -302,7 +302,8 @@ class Store:
             parts = list(tables)
             previous_sources: list[Any] = []
             if mode == "merge" and previous_bytes is not None:
-                parts.insert(0, _conform_stored(spec, from_parquet_bytes(previous_bytes)))
+                previous_table = self._read_table(partition.data_path, previous_bytes)
+                parts.insert(0, _conform_stored(spec, previous_table))
                 previous = self._read_manifest(partition)
                 previous_sources = previous.sources if previous is not None else []
             merged = keys.merge(parts, spec.file_key, spec.sort)
@@ -385,10 +386,15 @@ class Store:
             return spec.empty()
         return pa.concat_tables(tables)
 
-    def _read_table(self, rel: str) -> pa.Table:
-        if isinstance(self.root, LocalRoot):
-            return pq.ParquetFile(self.root.full(rel)).read()
-        return from_parquet_bytes(self.root.read_bytes(rel))
+    def _read_table(self, rel: str, data: bytes | None = None) -> pa.Table:
+        try:
+            if data is not None:
+                return from_parquet_bytes(data)
+            if isinstance(self.root, LocalRoot):
+                return pq.ParquetFile(self.root.full(rel)).read()
+            return from_parquet_bytes(self.root.read_bytes(rel))
+        except pa.ArrowException as error:
+            raise ValueError(f"{rel} is not a readable Parquet file: {error}") from None
 
     def _read_manifest(self, partition: Partition) -> Manifest | None:
         if not self.root.exists(partition.manifest_path):
@@ -424,7 +430,7 @@ class Store:
 
     def _summary_without_manifest(self, spec: DatasetSpec, part: Partition) -> Manifest:
         data = self.root.read_bytes(part.data_path)
-        table = _conform_stored(spec, from_parquet_bytes(data))
+        table = _conform_stored(spec, self._read_table(part.data_path, data))
         time_min, time_max, key_range, conids = describe(table, spec.key, spec.time_column)
         return Manifest(
             dataset=spec.name,

@@ -250,10 +250,9 @@ def _instruments(value: Any, source: str) -> tuple[InstrumentConfig, ...]:
         )
     found: list[InstrumentConfig] = []
     seen: dict[tuple[str, str], int] = {}
-    for index, raw in enumerate(value):
+    for index, item in enumerate(value):
         where = f"{source}: instruments[{index}]"
-        if isinstance(raw, str):
-            raw = {"symbol": raw}
+        raw = {"symbol": item} if isinstance(item, str) else item
         if not isinstance(raw, Mapping):
             raise UniverseError(f"{where}: expected a mapping with symbol, sec_type, exchange")
         _reject_unknown_keys(raw, _INSTRUMENT_KEYS, where)
@@ -286,8 +285,7 @@ def _instruments(value: Any, source: str) -> tuple[InstrumentConfig, ...]:
 def _bar_sizes(value: Any, source: str) -> tuple[BarSize, ...]:
     if not isinstance(value, list) or not value:
         raise UniverseError(
-            f"{source}: bar_sizes must be a non-empty list; valid bar sizes: "
-            f"{', '.join(BAR_SIZES)}"
+            f"{source}: bar_sizes must be a non-empty list; valid bar sizes: {', '.join(BAR_SIZES)}"
         )
     sizes: list[BarSize] = []
     for index, label in enumerate(value):
@@ -377,8 +375,7 @@ def resolve_contract(instrument: InstrumentConfig, candidates: pa.Table) -> int:
     if len(on_exchange) >= 1:
         return int(on_exchange[0]["conid"])
     choices = "; ".join(
-        f"conid {r['conid']} ({r.get('description') or r.get('exchanges') or '?'})"
-        for r in of_type
+        f"conid {r['conid']} ({r.get('description') or r.get('exchanges') or '?'})" for r in of_type
     )
     raise UniverseError(
         f"{instrument.label}: {len(of_type)} contracts match and none is on "

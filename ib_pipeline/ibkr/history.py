@@ -12,7 +12,10 @@ bars. Weekly and monthly bars are bounded by the period syntax (792 weeks, 182 m
 very long range of them needs more requests than that.
 
 Paging stops at the range start, when a page comes back short although its period covered the
-start, or on ``{"error": "No data."}`` (nothing older exists). Bars outside [start, end) and
+start, or on ``{"error": "No data."}`` (nothing older exists). A window that holds nothing
+although the calendar expects bars (it lies after the gateway's "now", or the exchange closed
+unexpectedly) is followed by one probe with a period reaching back to the range start, whose
+answer is the next full page. Bars outside [start, end) and
 duplicates at page seams are dropped when the pages are turned into a table
 (`HistoryRange.table`).
 
@@ -184,11 +187,12 @@ class RangePlanner:
                 found.append((session, count))
         return found
 
-    def plan(self, cursor_ms: int) -> PagePlan:
-        """The request for the page of bars just before ``cursor_ms``."""
+    def plan(self, cursor_ms: int, *, cover_all: bool = False) -> PagePlan:
+        """The request for the page of bars just before ``cursor_ms``; with ``cover_all``, a
+        period reaching back to the range start (as far as the period syntax allows)."""
         counts = self._counts(cursor_ms)
         remaining = sum(c for _, c in counts)
-        target = min(MAX_BARS_PER_RESPONSE, remaining)
+        target = remaining if cover_all else min(MAX_BARS_PER_RESPONSE, remaining)
         units, total = 0, 0
         while units < len(counts) and total < target:
             total += counts[units][1]
@@ -233,8 +237,9 @@ async def fetch_range(client: IbkrClient, request: HistoryRequest) -> HistoryRan
     cursor_ms = p.ms_of(cursor)
     expected = planner.expected_bars(p.ms_of(request.end))
     pages: list[RawResponse] = []
+    seen_bars = probed = False
+    plan = planner.plan(cursor_ms)
     while True:
-        plan = planner.plan(cursor_ms)
         response = await client.history_page(
             request.conid,
             plan.period,
@@ -245,17 +250,26 @@ async def fetch_range(client: IbkrClient, request: HistoryRequest) -> HistoryRan
             source=request.source,
         )
         pages.append(response)
-        if is_no_data(response.payload):
-            break
-        times = page_times(response.payload)
+        no_data = is_no_data(response.payload)
+        times = [] if no_data else page_times(response.payload)
         if not times:
-            if plan.reaches_start:
+            if plan.reaches_start or (no_data and seen_bars):
+                break  # nothing (older) in the range
+            if not probed:
+                # The window held nothing although the calendar expected bars: it lies after
+                # the gateway's "now", or the exchange closed unexpectedly. Probe once with a
+                # period reaching back to the range start: its answer is the next full page.
+                probed = True
+                plan = planner.plan(cursor_ms, cover_all=True)
+                continue
+            if no_data:
                 break
             raise GatewayError(
-                f"history: empty page for conid {request.conid} before "
-                f"{cursor.isoformat()} although the calendar expects bars there",
+                f"history: no bars for conid {request.conid} in the longest period before "
+                f"{cursor.isoformat()} ({plan.period}) although the calendar expects some",
                 endpoint="history",
             )
+        seen_bars = True
         earliest = min(times)
         if earliest <= start_ms:
             break
@@ -269,6 +283,7 @@ async def fetch_range(client: IbkrClient, request: HistoryRequest) -> HistoryRan
             )
         cursor_ms = earliest
         cursor = p.to_datetime(earliest)
+        plan, probed = planner.plan(cursor_ms), False
     return HistoryRange(
         request=request,
         pages=tuple(pages),

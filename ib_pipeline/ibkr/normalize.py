@@ -176,16 +176,26 @@ def snapshot_has_fields(entry: Mapping[str, Any]) -> bool:
 
 
 def snapshot_quotes(
-    payload: Any, *, lot_size: float, fallback_updated: datetime | None = None
+    payload: Any,
+    *,
+    lot_size: float | Mapping[int, float],
+    fallback_updated: datetime | None = None,
 ) -> pa.Table:
     """Quotes of one ``/iserver/marketdata/snapshot`` response (`tables.SNAPSHOT_QUOTES`).
 
     Accepts field-id keys (``"31"``) and the spec's names (``LastPrice``). Pre-flight entries
     (conid only) give no row. ``updated`` comes from ``_updated``; an entry with fields but no
     ``_updated`` raises unless ``fallback_updated`` (e.g. the time the response was fetched)
-    is given. ``lot_size`` converts the bid/ask/last sizes to shares (volume already is).
+    is given. ``lot_size`` converts the bid/ask/last sizes to shares (volume already is): one
+    number for every row, or a mapping conid -> lot size for a mixed batch (a conid missing
+    from it raises).
     """
-    factor = _check_lot_size(lot_size)
+    lots: dict[int, float] | None = None
+    factor = 1.0
+    if isinstance(lot_size, Mapping):
+        lots = {conid: _check_lot_size(size) for conid, size in lot_size.items()}
+    else:
+        factor = _check_lot_size(lot_size)
     fallback_ms = None if fallback_updated is None else p.ms_of(fallback_updated)
     rows: list[dict[str, Any]] = []
     for index, raw in enumerate(p.sequence(payload, "snapshot payload")):
@@ -201,6 +211,10 @@ def snapshot_quotes(
                     f"{where} (conid {row_conid}): missing '_updated' and no fallback time given"
                 )
             updated = fallback_ms
+        if lots is not None:
+            if row_conid not in lots:
+                raise ValueError(f"{where}: no lot size given for conid {row_conid}")
+            factor = lots[row_conid]
         rows.append(_snapshot_row(entry, where, row_conid, updated, factor))
     return _table(rows, SNAPSHOT_QUOTES)
 

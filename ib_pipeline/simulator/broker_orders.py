@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import threading
 import uuid
 from collections.abc import Mapping
@@ -224,9 +225,8 @@ class OrderBook:
         """``DELETE /iserver/account/{accountId}/order/{orderId}``."""
         if not self._broker.has_account(account_id):
             return bad_request(f"account {account_id} not found")
-        try:
-            number = int(order_id)
-        except ValueError:
+        number = _integer(order_id)
+        if number is None:
             return bad_request(f"order id {order_id!r} is not a number")
         with self._lock:
             order = self._orders.get(number)
@@ -447,7 +447,7 @@ def _integer(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
         return int(value.strip())
     return None
 

@@ -53,7 +53,8 @@ class _InstantType(click.ParamType[datetime]):
             self.fail(str(exc), param, ctx)
 
 
-@click.command("sim", epilog="--faults grammar:\n\n" + FAULT_GRAMMAR.replace("\n", "\n\n"))
+# "\b" keeps click from re-wrapping the grammar's aligned lines.
+@click.command("sim", epilog="--faults grammar:\n\n\b\n" + FAULT_GRAMMAR)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",

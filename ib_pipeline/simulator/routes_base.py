@@ -8,6 +8,7 @@ error body through `bad_request` and friends.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -20,6 +21,7 @@ from ib_pipeline.simulator.pacing import Limit
 from ib_pipeline.simulator.state import SimState
 
 API_PREFIX = "/v1/api"
+_DIGITS = re.compile(r"[0-9]+")
 STATE_KEY: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
 
 Handler = Callable[[web.Request, SimState], Awaitable[web.StreamResponse]]
@@ -91,6 +93,12 @@ async def read_json(request: web.Request) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise BodyError("the request body is not valid JSON") from None
+
+
+def parse_count(text: str) -> int | None:
+    """A non-negative decimal integer written in ASCII digits, or None (``str.isdigit`` would
+    also accept digits such as ``"²"`` that ``int`` refuses)."""
+    return int(text) if _DIGITS.fullmatch(text) else None
 
 
 def query_bool(value: str | None, name: str, default: bool = False) -> bool:

@@ -23,6 +23,7 @@ from ib_pipeline.simulator.routes_base import (
     answer,
     bad_request,
     json_response,
+    parse_count,
     query_bool,
     read_json,
 )
@@ -42,10 +43,10 @@ async def snapshot(request: web.Request, state: SimState) -> web.Response:
         return bad_request("conids is required (comma-separated contract ids)")
     conids: list[int] = []
     for part in raw_conids.split(","):
-        text = part.strip()
-        if not text.isdigit():
-            return bad_request(f"conid {text!r} is not a number")
-        conids.append(int(text))
+        conid = parse_count(part.strip())
+        if conid is None:
+            return bad_request(f"conid {part.strip()!r} is not a number")
+        conids.append(conid)
     if len(conids) > MAX_SNAPSHOT_CONIDS:
         return bad_request(f"at most {MAX_SNAPSHOT_CONIDS} conids per request, got {len(conids)}")
     fields = [f.strip() for f in request.query.get("fields", "").split(",") if f.strip()]

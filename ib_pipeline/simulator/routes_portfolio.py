@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ib_pipeline.simulator.routes_base import Access, Priming, Route, bad_request, json_response
+from ib_pipeline.simulator.routes_base import (
+    Access,
+    Priming,
+    Route,
+    bad_request,
+    json_response,
+    parse_count,
+)
 from ib_pipeline.simulator.state import SimState
 
 
@@ -17,9 +24,10 @@ async def positions(request: web.Request, state: SimState) -> web.Response:
     page_text = request.match_info["pageId"]
     if not state.broker.has_account(account_id):
         return bad_request(f"account {account_id} not found")
-    if not page_text.isdigit():
+    page = parse_count(page_text)
+    if page is None:
         return bad_request(f"pageId must be a number starting at 0, got {page_text!r}")
-    return json_response(state.broker.positions_page(account_id, int(page_text)))
+    return json_response(state.broker.positions_page(account_id, page))
 
 
 async def summary(request: web.Request, state: SimState) -> web.Response:

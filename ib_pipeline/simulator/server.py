@@ -315,7 +315,7 @@ async def _sim_set_clock(request: web.Request) -> web.Response:
             clock.set(parse_instant(str(payload["now"])))
         else:
             clock.advance(timedelta(seconds=float(payload["advance_s"])))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         return json_response({"error": str(exc)}, 400)
     return json_response({"now": clock.now().isoformat(), "settable": True})
 

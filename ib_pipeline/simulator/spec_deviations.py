@@ -35,7 +35,9 @@ DEVIATIONS: tuple[Deviation, ...] = (
         schema="ContractSearchResult",
         property_name="conid",
         summary="secdef search returns conid as a string of digits, not an integer",
-        evidence="spec/README.md (Contracts); examples/secdef_search_1.json has \"conid\": \"43645865\"",
+        evidence=(
+            'spec/README.md (Contracts); examples/secdef_search_1.json has "conid": "43645865"'
+        ),
         replacement={
             "oneOf": [{"type": "integer"}, {"type": "string", "pattern": "^[0-9]+$"}],
         },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ def raw_spec() -> dict[str, Any]:
 
 @cache
 def patched_spec() -> dict[str, Any]:
-    """The spec with `ib_pipeline.simulator.spec_deviations.DEVIATIONS` applied, and nothing else."""
+    """The spec with `spec_deviations.DEVIATIONS` applied, and nothing else."""
     return apply_deviations(raw_spec())
 
 
@@ -36,7 +37,7 @@ def operation_ids() -> set[str]:
 
 
 def response_schema(operation_id: str) -> dict[str, Any]:
-    """The 200-response JSON schema of an operation, self-contained (components inlined as $defs)."""
+    """The 200-response JSON schema of an operation, with the components inlined as $defs."""
     spec = patched_spec()
     for path_item in spec["paths"].values():
         for operation in path_item.values():
@@ -47,11 +48,11 @@ def response_schema(operation_id: str) -> dict[str, Any]:
 
 
 def _self_contained(schema: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
-    """Rewrite ``#/components/schemas/X`` references to ``#/$defs/X`` so jsonschema resolves them."""
-    import json
-
+    """Rewrite ``#/components/schemas/X`` as ``#/$defs/X`` so jsonschema resolves them."""
     text = json.dumps(schema).replace("#/components/schemas/", "#/$defs/")
-    defs = json.loads(json.dumps(spec["components"]["schemas"]).replace("#/components/schemas/", "#/$defs/"))
+    defs = json.loads(
+        json.dumps(spec["components"]["schemas"]).replace("#/components/schemas/", "#/$defs/")
+    )
     result: dict[str, Any] = json.loads(text)
     result["$defs"] = defs
     result["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -59,7 +59,9 @@ def test_ibind_drives_every_endpoint(ibind_client: tuple[IbkrClient, Simulator])
     history = client.marketdata_history_by_conid(
         str(AAPL), bar="1h", period="2d", outside_rth=False, start_time=datetime(2024, 11, 26, 16)
     ).data
-    assert history["data"] and all({"o", "h", "l", "c", "v", "t"} <= set(bar) for bar in history["data"])
+    assert history["data"] and all(
+        {"o", "h", "l", "c", "v", "t"} <= set(bar) for bar in history["data"]
+    )
 
     found = client.search_contract_by_symbol("AAPL").data
     assert any(str(item["conid"]) == str(AAPL) for item in found)
@@ -67,7 +69,9 @@ def test_ibind_drives_every_endpoint(ibind_client: tuple[IbkrClient, Simulator])
     first = client.live_orders().data
     assert first == {"orders": [], "snapshot": False}, "the first call of a session is empty"
 
-    order = OrderRequest(conid=AAPL, side="BUY", quantity=1, order_type="MKT", acct_id=account, tif="DAY")
+    order = OrderRequest(
+        conid=AAPL, side="BUY", quantity=1, order_type="MKT", acct_id=account, tif="DAY"
+    )
     answers = {question: True for question in QuestionType}
     placed = client.place_order(order, answers, account_id=account).data
     placed = placed[0] if isinstance(placed, list) else placed

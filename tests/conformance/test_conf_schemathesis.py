@@ -14,7 +14,9 @@ from spec_support import patched_spec
 
 from ib_pipeline.simulator import PacingConfig, Simulator
 
-OPERATIONS = [result.ok() for result in schemathesis.openapi.from_dict(patched_spec()).get_all_operations()]
+OPERATIONS = [
+    result.ok() for result in schemathesis.openapi.from_dict(patched_spec()).get_all_operations()
+]
 
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.label)
@@ -28,8 +30,13 @@ def test_no_server_errors_and_conforming_answers(
     statuses: list[int] = []
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=25, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=25,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case: schemathesis.Case) -> None:
         response = case.call(base_url=simulator.base_url)
         statuses.append(response.status_code)

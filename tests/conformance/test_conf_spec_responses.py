@@ -30,7 +30,9 @@ def _validate(operation_id: str, body: Any) -> None:
 
 
 def _ok(response: httpx.Response) -> Any:
-    assert response.status_code == 200, f"{response.request.url}: {response.status_code} {response.text[:300]}"
+    assert response.status_code == 200, (
+        f"{response.request.url}: {response.status_code} {response.text[:300]}"
+    )
     return response.json()
 
 
@@ -47,23 +49,38 @@ def test_every_operation_answers_within_the_spec(api: tuple[httpx.Client, Simula
     accounts = check("getAccounts", _ok(client.get("/iserver/accounts")))
     account = accounts["accounts"][0]
 
-    found = check("searchContracts", _ok(client.post("/iserver/secdef/search", json={"symbol": "AAPL"})))
+    found = check(
+        "searchContracts", _ok(client.post("/iserver/secdef/search", json={"symbol": "AAPL"}))
+    )
     assert any(str(item["conid"]) == str(AAPL) for item in found)
 
     preflight = check(
         "getMarketDataSnapshot",
-        _ok(client.get("/iserver/marketdata/snapshot", params={"conids": str(AAPL), "fields": "31,84,86"})),
+        _ok(
+            client.get(
+                "/iserver/marketdata/snapshot", params={"conids": str(AAPL), "fields": "31,84,86"}
+            )
+        ),
     )
     assert preflight and "31" not in preflight[0], "the first snapshot of a session is a pre-flight"
     data = check(
         "getMarketDataSnapshot",
-        _ok(client.get("/iserver/marketdata/snapshot", params={"conids": str(AAPL), "fields": "31,84,86"})),
+        _ok(
+            client.get(
+                "/iserver/marketdata/snapshot", params={"conids": str(AAPL), "fields": "31,84,86"}
+            )
+        ),
     )
     assert "31" in data[0]
 
     history = check(
         "getMarketDataHistory",
-        _ok(client.get("/iserver/marketdata/history", params={"conid": str(AAPL), "period": "1d", "bar": "5min"})),
+        _ok(
+            client.get(
+                "/iserver/marketdata/history",
+                params={"conid": str(AAPL), "period": "1d", "bar": "5min"},
+            )
+        ),
     )
     assert history["data"], "a weekday inside the history has bars"
 
@@ -78,7 +95,17 @@ def test_every_operation_answers_within_the_spec(api: tuple[httpx.Client, Simula
         _ok(
             client.post(
                 f"/iserver/account/{account}/orders",
-                json={"orders": [{"conid": AAPL, "orderType": "MKT", "side": "BUY", "quantity": 1, "tif": "DAY"}]},
+                json={
+                    "orders": [
+                        {
+                            "conid": AAPL,
+                            "orderType": "MKT",
+                            "side": "BUY",
+                            "quantity": 1,
+                            "tif": "DAY",
+                        }
+                    ]
+                },
             )
         ),
     )
@@ -86,11 +113,16 @@ def test_every_operation_answers_within_the_spec(api: tuple[httpx.Client, Simula
     while isinstance(answer, list) and "id" in answer[0] and "order_id" not in answer[0]:
         rounds += 1
         assert rounds <= 5, f"too many confirmation rounds: {answer}"
-        answer = check("placeOrder", _ok(client.post(f"/iserver/reply/{answer[0]['id']}", json={"confirmed": True})))
+        answer = check(
+            "placeOrder",
+            _ok(client.post(f"/iserver/reply/{answer[0]['id']}", json={"confirmed": True})),
+        )
     assert answer[0]["order_id"]
     check("getLiveOrders", _ok(client.get("/iserver/account/orders")))
 
-    assert validated == operation_ids(), f"operations never validated: {operation_ids() - validated}"
+    assert validated == operation_ids(), (
+        f"operations never validated: {operation_ids() - validated}"
+    )
 
 
 def test_the_unpatched_spec_rejects_what_each_deviation_excuses() -> None:
@@ -111,4 +143,6 @@ def test_the_unpatched_spec_rejects_what_each_deviation_excuses() -> None:
 def test_a_payload_outside_spec_and_deviations_is_refused() -> None:
     """The validation has teeth: a history bar with a string price fails it."""
     with pytest.raises(jsonschema.ValidationError):
-        _validate("getMarketDataHistory", {"data": [{"t": 1, "o": "1.0", "h": 1, "l": 1, "c": 1, "v": 1}]})
+        _validate(
+            "getMarketDataHistory", {"data": [{"t": 1, "o": "1.0", "h": 1, "l": 1, "c": 1, "v": 1}]}
+        )

@@ -15,9 +15,13 @@ from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.errors import NoDataError
 from ib_pipeline.ibkr.history import HistoryRequest
 from ib_pipeline.ibkr.settings import ClientSettings, RetryPolicy
+from ib_pipeline.sessions import CME_FUTURES, FOREX
 from ib_pipeline.simulator import Simulator
+from ib_pipeline.simulator.instruments import UNIVERSE
 
 AAPL, IBM, MSFT, META = 265598, 8314, 272093, 107113386
+EURUSD = 12087792
+ES = next(i.conid for i in UNIVERSE if i.symbol == "ES")
 HISTORY = "GET /iserver/marketdata/history"
 
 
@@ -131,3 +135,36 @@ async def test_raw_pages_reach_the_hook_with_their_parameters(sim: Simulator) ->
     assert first_params["outsideRth"] == "false" and first_params["source"] == "Trades"
     assert all(entry[3].tzinfo is not None for entry in landed)
     assert "auth_status" not in {entry[0] for entry in landed}  # upkeep is not landed
+
+
+async def test_other_calendars(sim: Simulator) -> None:
+    """Forex (24/5) and CME futures plan their pages on their own calendars."""
+    requests = [
+        HistoryRequest(EURUSD, "5min", utc(2024, 11, 4), utc(2024, 11, 26), hours=FOREX),
+        HistoryRequest(ES, "1min", utc(2024, 11, 18), utc(2024, 11, 26), hours=CME_FUTURES),
+        HistoryRequest(
+            ES, "15min", utc(2024, 10, 1), utc(2024, 11, 26), outside_rth=True, hours=CME_FUTURES
+        ),
+    ]
+    async with IbkrClient(settings_for(sim)) as client:
+        results = await client.history_ranges(requests)
+    for request, result in zip(requests, results, strict=True):
+        truth = sim.truth.history_bars(
+            request.conid, request.bar_size, request.start, request.end, request.outside_rth
+        )
+        assert truth.num_rows > 1000, request
+        assert_same_bars(result.table(lot_size=1), truth)
+        assert len(result.pages) <= math.floor(math.ceil(truth.num_rows / 1000) * 1.05)
+
+
+async def test_range_ending_after_the_gateways_now(sim: Simulator) -> None:
+    """The simulator's clock is 2024-11-26 18:00Z: the first window lies wholly in the future
+    ("No data."), one probe reaching back to the range start returns what exists."""
+    start, end = utc(2024, 11, 25), utc(2024, 12, 7)
+    async with IbkrClient(settings_for(sim)) as client:
+        result = await client.history_range(AAPL, "1min", start, end)
+    truth = sim.truth.history_bars(AAPL, "1min", start, end)
+    assert truth.num_rows == 390 + 210  # Monday, and Tuesday until 13:00 New York
+    assert_same_bars(result.table(lot_size=100), truth)
+    assert len(result.pages) == 2
+    assert result.pages[0].payload == {"error": "No data."}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -127,11 +128,12 @@ def test_snapshots_and_orders_need_iserver_accounts_first(
     first = {"error": "Please query /accounts first"}
     account = free_sim.broker.main_account_id
     order = {"orders": [{"conid": AAPL, "orderType": "MKT", "side": "BUY", "quantity": 1}]}
-    for method, path, options in [
+    requests: list[tuple[str, str, dict[str, Any]]] = [
         ("GET", "/iserver/marketdata/snapshot", {"params": {"conids": AAPL}}),
         ("GET", "/iserver/account/orders", {}),
         ("POST", f"/iserver/account/{account}/orders", {"json": order}),
-    ]:
+    ]
+    for method, path, options in requests:
         response = free_api.request(method, path, **options)
         assert (response.status_code, response.json()) == (500, first), path
     assert free_api.get("/iserver/marketdata/history", params={

@@ -13,7 +13,7 @@ from ib_pipeline.simulator import FaultSpec, PacingConfig, Simulator
 
 AAPL = 265598
 NO_PACING = PacingConfig(enabled=False)
-HISTORY = {"conid": AAPL, "period": "2d", "bar": "5min"}
+HISTORY: dict[str, str | int] = {"conid": AAPL, "period": "2d", "bar": "5min"}
 
 
 def test_the_fault_grammar_parses_every_key_and_prints_back() -> None:
@@ -135,7 +135,7 @@ def test_accounts_reset_at_n_makes_the_gateway_ask_for_accounts_again(
 ) -> None:
     simulator = make_sim(faults="accounts_reset_at=3", pacing=NO_PACING)
     api = client_for(simulator)
-    snapshot = {"conids": AAPL, "fields": "31"}
+    snapshot: dict[str, str | int] = {"conids": AAPL, "fields": "31"}
     assert api.get("/iserver/accounts").status_code == 200
     assert api.get("/iserver/marketdata/snapshot", params=snapshot).status_code == 200
     forgotten = api.get("/iserver/marketdata/snapshot", params=snapshot)

@@ -18,7 +18,7 @@ from ib_pipeline.simulator import PacingConfig, Simulator
 from ib_pipeline.simulator.pacing import Limit, Pacer, TokenBucket
 
 AAPL = 265598
-HISTORY = {"conid": AAPL, "period": "1d", "bar": "1h"}
+HISTORY: dict[str, str | int] = {"conid": AAPL, "period": "1d", "bar": "1h"}
 
 
 class FakeMonotonic:
@@ -79,7 +79,7 @@ def test_a_refused_endpoint_request_spends_no_global_token() -> None:
     assert sum(pacer.admit(None).allowed for _ in range(10)) == 9
 
 
-async def _burst(simulator: Simulator, path: str, count: int, **params: object) -> list[int]:
+async def _burst(simulator: Simulator, path: str, count: int, **params: str | int) -> list[int]:
     async with httpx.AsyncClient(base_url=simulator.base_url, timeout=20) as client:
         responses = await asyncio.gather(*(client.get(path, params=params) for _ in range(count)))
     return [r.status_code for r in responses]
@@ -108,7 +108,7 @@ async def test_ten_requests_at_once_are_within_the_global_limit(sim: Simulator) 
 @pytest.mark.parametrize(
     ("path", "burst", "limit_name"),
     [
-        ("/iserver/marketdata/snapshot", 25, "snapshot"),
+        ("/iserver/marketdata/snapshot", 40, "snapshot"),
         ("/iserver/account/orders", 2, "live_orders"),
         ("/portfolio/accounts", 2, "portfolio_accounts"),
         ("/tickle", 2, "tickle"),
@@ -147,11 +147,12 @@ async def test_traffic_paced_under_the_limits_never_gets_429(sim: Simulator) -> 
         for step in range(12):  # ~6.7 requests per second, a tickle every 8 steps (>1.2 s)
             if step % 8 == 0:
                 statuses.append((await client.post("/tickle")).status_code)
-            path, params = [
+            calls: list[tuple[str, dict[str, str | int]]] = [
                 ("/iserver/auth/status", {}),
                 ("/iserver/marketdata/history", HISTORY),
                 ("/iserver/marketdata/snapshot", {"conids": str(AAPL)}),
-            ][step % 3]
+            ]
+            path, params = calls[step % 3]
             statuses.append((await client.get(path, params=params)).status_code)
             await asyncio.sleep(0.15)
         history = await asyncio.gather(

@@ -137,6 +137,7 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/iserver/marketdata/snapshot", {}),
     ("GET", "/iserver/marketdata/snapshot", {"params": {"conids": "abc"}}),
     ("GET", "/iserver/marketdata/snapshot", {"params": {"conids": "1"}}),
+    ("GET", "/iserver/marketdata/snapshot", {"params": {"conids": "\u00b2"}}),
     ("GET", "/iserver/marketdata/snapshot", {"params": {"conids": ",".join(["265598"] * 101)}}),
     (
         "GET",
@@ -159,6 +160,8 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/portfolio/NOPE/positions/0", {}),
     ("GET", "/portfolio/DU1234567/positions/x", {}),
     ("GET", "/portfolio/DU1234567/positions/-1", {}),
+    ("GET", "/portfolio/DU1234567/positions/\u00b2", {}),
+    ("DELETE", "/iserver/account/DU1234567/order/\u00b2", {}),
     ("GET", "/portfolio/NOPE/summary", {}),
     ("GET", "/no/such/path", {}),
     ("DELETE", "/iserver/accounts", {}),
@@ -242,3 +245,4 @@ def test_the_clock_can_be_read_and_moved_over_http(sim: Simulator) -> None:
     assert pinned["now"] == "2024-12-02T15:00:00+00:00"
     refused = httpx.post(sim.url + "/sim/clock", json={"now": "next tuesday"})
     assert refused.status_code == 400 and "next tuesday" in refused.json()["error"]
+    assert httpx.post(sim.url + "/sim/clock", json={"advance_s": 1e300}).status_code == 400

@@ -1,0 +1,275 @@
+"""Load the bars of a set of partitions: plan, fetch, validate, write, verify. No Dagster.
+
+Why apart from the asset: the same load must run inside Dagster (`assets.bars`) and outside it
+(the benchmark's baseline, scripts), so that "Dagster's overhead" is measured against exactly
+the same work. The asset adds only what is Dagster's: partitions, config, metadata and checks.
+
+One call (`load_bars`) does, for the partition keys of one run:
+
+1. resolve the universe's contracts (stored, or searched when missing);
+2. drop the partitions already complete in the store, unless ``refetch`` (`assets.bar_plan`);
+3. cut the rest into chunks of bounded size; per chunk, fetch every instrument's contiguous
+   ranges concurrently (the client paces and pages them), then write the chunk's partitions
+   (each replaced whole, atomically) through the store, which validates and quarantines;
+4. verify what the run stored: the contract again, on the rows read back, and the bars each
+   session implies (`assets.verify`), over every key of the run (skipped ones included).
+
+It never builds an HTTP client (the caller hands one in) and never imports dagster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assets.bar_plan import (
+    FetchWindow,
+    bars_per_key,
+    chunk_keys,
+    expectation,
+    fetch_windows,
+    is_complete,
+    sessions_in_keys,
+)
+from assets.contract_lookup import resolved_contracts
+from assets.partitions import Granularity, granularity
+from assets.progress import LoadProgress, NullProgress
+from assets.verify import (
+    ContractVerdict,
+    Gap,
+    checks_completeness,
+    find_gaps,
+    verify_contract,
+    verify_manifests,
+)
+from ib_pipeline.ibkr.client import IbkrClient
+from ib_pipeline.sessions import TradingHours
+from ib_pipeline.storage.datasets import dataset_spec
+from ib_pipeline.storage.paths import Partition
+from ib_pipeline.store import Batch, Store, WriteResult
+from ib_pipeline.timeframes import BarSize
+from ib_pipeline.universe import ResolvedContract, Universe
+
+DATASET = "bars"
+
+
+def partition_id(bar: BarSize, key: str) -> str:
+    """The store's partition id of bars of ``bar`` for partition key ``key``."""
+    return Partition.from_pairs(DATASET, (("bar_size", bar.label), ("period", key))).id
+
+
+@dataclass
+class BarsLoad:
+    """What one load did and found."""
+
+    asset: str
+    keys: list[str]
+    contracts: list[ResolvedContract] = field(default_factory=list)
+    skipped_keys: list[str] = field(default_factory=list)
+    writes: list[WriteResult] = field(default_factory=list)
+    ranges: int = 0
+    bars_fetched: int = 0
+    requests: dict[str, int] = field(default_factory=dict)
+    verdict: ContractVerdict = field(default_factory=ContractVerdict)
+    gaps: list[Gap] = field(default_factory=list)
+    sessions_checked: int = 0
+    preview: pa.Table | None = None
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
+
+    @property
+    def rows_written(self) -> int:
+        return sum(w.rows_valid for w in self.writes)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(w.rows_quarantined for w in self.writes)
+
+    @property
+    def partitions_written(self) -> list[str]:
+        return [p.partition for w in self.writes for p in w.partitions]
+
+
+async def load_bars(
+    client: IbkrClient,
+    store: Store,
+    universe: Universe,
+    bar: BarSize,
+    keys: Sequence[str],
+    *,
+    run_id: str,
+    now: datetime,
+    refetch: bool = False,
+    verify: bool = True,
+    progress: LoadProgress | None = None,
+) -> BarsLoad:
+    """Load the bars of ``bar`` for partition ``keys`` (module doc). ``client`` must be open."""
+    sink = progress if progress is not None else NullProgress()
+    grain = granularity(bar)
+    load = BarsLoad(asset=f"bars_{bar.label}", keys=list(keys))
+    load.contracts = await resolved_contracts(client, store, universe)
+    todo = list(keys)
+    if not refetch:
+        todo = [
+            k
+            for k in keys
+            if not _stored_complete(
+                store, contracts=load.contracts, bar=bar, key=k, grain=grain, universe=universe
+            )
+        ]
+        load.skipped_keys = [k for k in keys if k not in set(todo)]
+
+    def estimate(key: str) -> int:
+        return bars_per_key(load.contracts, bar, key, grain, universe.outside_rth)
+
+    chunks = chunk_keys(todo, estimate)
+    planned = [
+        fetch_windows(load.contracts, bar, chunk, grain, outside_rth=universe.outside_rth, now=now)
+        for chunk in chunks
+    ]
+    sink.begin(load.asset, sum(len(w) for w in planned))
+    try:
+        for chunk, windows in zip(chunks, planned, strict=True):
+            batches = await _fetch(client, windows, universe.outside_rth, load, sink)
+            only = {partition_id(bar, key) for key in chunk}
+            written = store.load(DATASET, batches, run_id=run_id, mode="replace", only=only)
+            load.writes.append(written)
+            _note_range(load, batches)
+    finally:
+        sink.finish(load.asset)
+    load.requests = dict(client.stats.requests)
+    if verify:
+        verify_bars(
+            store, load, bar, grain, universe, now=now, chunks=chunk_keys(list(keys), estimate)
+        )
+    return load
+
+
+def _stored_complete(
+    store: Store,
+    *,
+    contracts: Sequence[ResolvedContract],
+    bar: BarSize,
+    key: str,
+    grain: Granularity,
+    universe: Universe,
+) -> bool:
+    try:
+        manifest = store.manifest(DATASET, partition_id(bar, key))
+    except FileNotFoundError:
+        return False
+    return is_complete(manifest, expectation(contracts, key, grain, universe.outside_rth))
+
+
+async def _fetch(
+    client: IbkrClient,
+    windows: Sequence[FetchWindow],
+    outside_rth: bool,
+    load: BarsLoad,
+    sink: LoadProgress,
+) -> list[Batch]:
+    """Fetch every window concurrently (the client's pacer bounds what runs at once)."""
+    bar_label = load.asset.removeprefix("bars_")
+
+    async def one(window: FetchWindow) -> Batch:
+        contract = window.contract
+        history = await client.history_range(
+            contract.conid,
+            bar_label,
+            window.start,
+            window.end,
+            outside_rth=outside_rth,
+            hours=contract.hours,
+        )
+        table = history.table(lot_size=contract.lot_size)
+        load.ranges += 1
+        load.bars_fetched += int(table.num_rows)
+        sink.advance(ranges=1, requests=sum(client.stats.requests.values()), bars=load.bars_fetched)
+        return Batch(
+            table=table,
+            source={
+                "endpoint": "history",
+                "conid": contract.conid,
+                "symbol": contract.symbol,
+                "bar": bar_label,
+                "start": window.start.isoformat(),
+                "end": window.end.isoformat(),
+                "outside_rth": outside_rth,
+                "requests": len(history.pages),
+            },
+            window=(window.start, window.end),
+            hours={contract.conid: contract.hours},
+            outside_rth=outside_rth,
+        )
+
+    return list(await asyncio.gather(*(one(w) for w in windows)))
+
+
+def _note_range(load: BarsLoad, batches: Sequence[Batch]) -> None:
+    tables = [b.table for b in batches if b.table.num_rows]
+    if not tables:
+        return
+    for table in tables:
+        bounds = pc.min_max(table.column("ts"))
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        load.first_ts = low if load.first_ts is None else min(load.first_ts, low)
+        load.last_ts = high if load.last_ts is None else max(load.last_ts, high)
+    load.preview = tables[-1].slice(0, 10)
+
+
+def hours_of(contracts: Sequence[ResolvedContract]) -> dict[int, TradingHours]:
+    return {c.conid: c.hours for c in contracts}
+
+
+def verify_bars(
+    store: Store,
+    load: BarsLoad,
+    bar: BarSize,
+    grain: Granularity,
+    universe: Universe,
+    *,
+    now: datetime,
+    chunks: Sequence[Sequence[str]],
+) -> None:
+    """Re-validate what the run wrote and look for gaps over all of its keys, a chunk at a
+    time so memory stays bounded."""
+    written = set(load.partitions_written)
+    verify_manifests(store, DATASET, sorted(written), load.verdict)
+    hours = hours_of(load.contracts)
+    for chunk in chunks:
+        ids = [partition_id(bar, key) for key in chunk]
+        present = [pid for pid in ids if _exists(store, pid)]
+        tables = [store.read(DATASET, pid) for pid in present]
+        stored_all = pa.concat_tables(tables) if tables else dataset_spec(DATASET).empty()
+        mine = [t for pid, t in zip(present, tables, strict=True) if pid in written]
+        if mine:
+            verify_contract(
+                DATASET,
+                pa.concat_tables(mine),
+                now=now,
+                verdict=load.verdict,
+                hours=hours,
+                outside_rth=universe.outside_rth,
+            )
+        if checks_completeness(bar):
+            sessions = {c.conid: sessions_in_keys(c, chunk, grain) for c in load.contracts}
+            load.sessions_checked += sum(len(s) for s in sessions.values())
+            load.gaps.extend(
+                find_gaps(
+                    stored_all,
+                    load.contracts,
+                    sessions,
+                    bar,
+                    outside_rth=universe.outside_rth,
+                    now=now,
+                )
+            )
+
+
+def _exists(store: Store, pid: str) -> bool:
+    return store.root.exists(store.partition(DATASET, pid).data_path)

@@ -1,0 +1,149 @@
+"""The Dagster definitions of ib-pipeline: what ``dagster dev`` (through ``workspace.yaml``) shows.
+
+Everything is built from the universe file (`ib_pipeline.universe`; ``IB_PIPELINE_UNIVERSE``,
+or the packaged default that suits the simulator), so that what to ingest stays configuration:
+
+- assets (``assets/``): ``contracts``; one ``bars_<size>`` per configured bar size,
+  partitioned like the store; ``quotes``; ``accounts``, ``positions``, ``account_summary``;
+  ``orders``;
+- checks: ``contract`` (blocking), ``quarantine_empty``, ``complete`` on every asset that
+  loads, and ``fresh`` on bars and quotes;
+- schedules (all stopped by default) and the gateway sensor;
+- resources: ``ibkr`` (the client, configured from ``IB_PIPELINE_*`` variables; the default
+  base URL is the simulator on 127.0.0.1:5000, so run ``make sim`` beside ``dagster dev``),
+  ``warehouse`` (``IB_PIPELINE_WAREHOUSE``, default ``./warehouse``), ``clock`` (the wall
+  clock) and ``progress`` (silent; the ``backfill`` command plugs in a progress bar);
+- the in-process executor: one gateway session paces every request of a run, and the
+  multiprocess executor costs about a second per step on small machines.
+
+An invalid universe fails here, at load time, before any request, with a message naming the
+bad value. `build_definitions` builds the same objects for other universes and resources
+(tests, the demo, the backfill command).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+
+from assets.bars import bars_asset_name, build_bars_asset
+from assets.checks import build_bars_freshness_check, build_quotes_freshness_check
+from assets.contracts import build_contracts_asset
+from assets.orders import build_orders_asset
+from assets.portfolio import build_portfolio_assets
+from assets.progress import NullProgress
+from assets.schedules import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    build_schedules,
+    schedule_hours,
+)
+from assets.sensors import gateway_sensor
+from assets.snapshots import QUOTES_ASSET, build_quotes_asset
+from assets.store_resource import WarehouseResource
+from ib_pipeline.clock import SystemClock
+from ib_pipeline.ibkr.settings import ClientSettings
+from ib_pipeline.resources import IbkrClientResource
+from ib_pipeline.universe import Universe, load_universe
+
+
+def ibkr_resource_from_env(environ: Mapping[str, str] | None = None) -> IbkrClientResource:
+    """The ``ibkr`` resource the ``IB_PIPELINE_*`` variables describe. The access token is
+    never copied into configuration: the client reads it from ``token_env`` when it starts."""
+    settings = ClientSettings.from_env(environ)
+    return IbkrClientResource(
+        base_url=settings.base_url,
+        ca_bundle=str(settings.ca_bundle) if settings.ca_bundle is not None else None,
+        insecure=settings.insecure,
+        token_env=settings.token_env,
+        account=settings.account,
+        timeout_s=settings.timeouts.read,
+        global_per_s=settings.pacing.global_per_s,
+        history_concurrency=settings.pacing.history_concurrency,
+        keepalive_interval_s=settings.keepalive_interval_s,
+        allow_trading=settings.allow_trading,
+        allow_live_trading=settings.allow_live_trading,
+    )
+
+
+def default_resources() -> dict[str, Any]:
+    """The resources of the definitions, from the environment."""
+    return {
+        "ibkr": ibkr_resource_from_env(),
+        "warehouse": WarehouseResource.from_env(),
+        "clock": SystemClock(),
+        "progress": NullProgress(),
+    }
+
+
+def build_definitions(
+    universe: Universe | None = None, *, resources: Mapping[str, Any] | None = None
+) -> dg.Definitions:
+    """The definitions of ``universe`` (default: `load_universe`), with ``resources``
+    replacing the defaults of the same name."""
+    chosen = universe if universe is not None else load_universe()
+    contracts = build_contracts_asset(chosen)
+    bars = [(bar, build_bars_asset(bar, chosen)) for bar in chosen.bar_sizes]
+    quotes = build_quotes_asset(chosen)
+    portfolio = build_portfolio_assets(chosen)
+    orders = build_orders_asset()
+    hours = schedule_hours(chosen)
+    checks = [build_bars_freshness_check(bars_asset_name(bar), bar, hours) for bar, _ in bars]
+    checks.append(build_quotes_freshness_check(QUOTES_ASSET, hours))
+    schedules = build_schedules(
+        chosen, [(bar.label, asset) for bar, asset in bars], quotes, [*portfolio, orders]
+    )
+    return dg.Definitions(
+        assets=[contracts, *(asset for _, asset in bars), quotes, *portfolio, orders],
+        asset_checks=checks,
+        schedules=schedules,
+        sensors=[gateway_sensor],
+        resources={**default_resources(), **(resources or {})},
+        executor=dg.in_process_executor,
+    )
+
+
+def run_assets(
+    definitions: dg.Definitions,
+    assets: Sequence[str],
+    *,
+    instance: dg.DagsterInstance | None = None,
+    partition_range: tuple[str, str] | None = None,
+    run_config: Mapping[str, Any] | None = None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    """Materialise ``assets`` of ``definitions`` in ONE in-process run, with their checks.
+
+    ``partition_range`` (first, last) selects a range of partitions (all selected assets must
+    share a partitioning); ``instance`` defaults to an ephemeral one. This is what the backfill
+    and demo commands and the end-to-end tests run.
+    """
+    keys = [dg.AssetKey(name) for name in assets]
+    known = {key.to_user_string() for key in definitions.resolve_all_asset_keys()}
+    unknown = [name for name in assets if name not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown asset(s) {', '.join(unknown)}; assets: {', '.join(sorted(known))}"
+        )
+    job = definitions.resolve_implicit_job_def_def_for_assets(keys)
+    if job is None:
+        raise ValueError(f"no job can run {', '.join(assets)} together")
+    tags: dict[str, str] = {}
+    if partition_range is not None:
+        tags = {
+            PARTITION_RANGE_START_TAG: partition_range[0],
+            PARTITION_RANGE_END_TAG: partition_range[1],
+        }
+    return job.execute_in_process(
+        run_config=dict(run_config) if run_config is not None else None,
+        instance=instance if instance is not None else dg.DagsterInstance.ephemeral(),
+        asset_selection=keys,
+        tags=tags,
+        raise_on_error=raise_on_error,
+    )
+
+
+defs = build_definitions()
+"""The definitions ``workspace.yaml`` loads."""
