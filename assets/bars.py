@@ -107,7 +107,7 @@ def build_bars_asset(bar: BarSize, universe: Universe) -> dg.AssetsDefinition:
                         universe,
                         bar,
                         keys,
-                        run_id=context.run_id,
+                        run_id=context.run.run_id,
                         now=now,
                         refetch=config.refetch,
                         progress=progress,
@@ -121,7 +121,7 @@ def build_bars_asset(bar: BarSize, universe: Universe) -> dg.AssetsDefinition:
             )
             yield dg.MaterializeResult(metadata=_metadata(load))
             yield contract_check_result(name, load.verdict)
-            yield quarantine_check_result(name, "bars", load.writes, store, context.run_id)
+            yield quarantine_check_result(name, "bars", load.writes, store, context.run.run_id)
             if checks_completeness(bar):
                 yield completeness_check_result(name, load.gaps, load.sessions_checked)
 

@@ -288,6 +288,7 @@ def write_results(
     verdict = verify_contract(dataset, stored, now=store.clock.now())
     verify_manifests(store, dataset, partitions, verdict)
     yield dg.MaterializeResult(
+        asset_key=asset,
         metadata=load_metadata(
             writes,
             instruments=labels,
@@ -295,7 +296,7 @@ def write_results(
             preview=stored,
             time_range_text=time_range(stored, time_column),
             extra=extra,
-        )
+        ),
     )
     yield contract_check_result(asset, verdict)
     yield quarantine_check_result(asset, dataset, writes, store, run_id)

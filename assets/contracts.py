@@ -68,7 +68,7 @@ def build_contracts_asset(universe: Universe) -> dg.AssetsDefinition:
             "contracts",
             table,
             source={"endpoint": "contract_search", "universe": universe.source},
-            run_id=context.run_id,
+            run_id=context.run.run_id,
             mode="replace",
         )
         yield from write_results(
@@ -78,7 +78,7 @@ def build_contracts_asset(universe: Universe) -> dg.AssetsDefinition:
             [result],
             labels=[c.symbol for c in resolved],
             requests=requests,
-            run_id=context.run_id,
+            run_id=context.run.run_id,
             time_column=None,
         )
 

@@ -151,7 +151,7 @@ def build_portfolio_schedule(
         name="portfolio_schedule",
         cron_schedule=f"{at.minute} {at.hour} * * 1-5",
         execution_timezone=SCHEDULE_TIMEZONE,
-        target=dg.AssetSelection.assets(*[a.key for a in portfolio_assets]),
+        target=dg.AssetSelection.assets(*[k for a in portfolio_assets for k in a.keys]),
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description="End-of-day snapshot of accounts, positions, summaries and live orders.",
     )

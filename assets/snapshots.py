@@ -101,7 +101,7 @@ def build_quotes_asset(universe: Universe) -> dg.AssetsDefinition:
                 return await take_snapshot(client, store, universe, as_of)
 
         snapshot = asyncio.run(run())
-        result = write_snapshot(store, snapshot, as_of, context.run_id)
+        result = write_snapshot(store, snapshot, as_of, context.run.run_id)
         yield from write_results(
             QUOTES_ASSET,
             "quotes",
@@ -109,7 +109,7 @@ def build_quotes_asset(universe: Universe) -> dg.AssetsDefinition:
             [result],
             labels=[c.symbol for c in snapshot.contracts],
             requests=snapshot.requests,
-            run_id=context.run_id,
+            run_id=context.run.run_id,
             time_column="updated",
         )
 

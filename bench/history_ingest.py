@@ -206,6 +206,8 @@ def main() -> None:
         "ceiling_bars_per_s": round(ceiling),
         "ratio_to_ceiling": round(ours["bars_per_s"] / ceiling, 3),
         "goal_ratio": 0.95,
+        "request_rate_ratio": round(ours["requests_per_s"] / ceiling_rps, 3),
+        "bars_per_request": round(ours["bars"] / ours["requests"], 1),
         "requests": ours["requests"],
         "min_requests": minimum,
         "requests_over_min": round(ours["requests"] / minimum - 1, 4),
@@ -220,7 +222,8 @@ def main() -> None:
     }
     if published is not None:
         result["published_limits"] = {
-            k: published[k] for k in ("bars_per_s", "ratio_to_ceiling", "server_429", "requests")
+            k: published[k]
+            for k in ("bars_per_s", "ratio_to_ceiling", "requests_per_s", "server_429", "requests")
         }
     print(json.dumps(result))
 

@@ -24,6 +24,7 @@ bad value. `build_definitions` builds the same objects for other universes and r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -93,10 +94,10 @@ def build_definitions(
     checks = [build_bars_freshness_check(bars_asset_name(bar), bar, hours) for bar, _ in bars]
     checks.append(build_quotes_freshness_check(QUOTES_ASSET, hours))
     schedules = build_schedules(
-        chosen, [(bar.label, asset) for bar, asset in bars], quotes, [*portfolio, orders]
+        chosen, [(bar.label, asset) for bar, asset in bars], quotes, [portfolio, orders]
     )
     return dg.Definitions(
-        assets=[contracts, *(asset for _, asset in bars), quotes, *portfolio, orders],
+        assets=[contracts, *(asset for _, asset in bars), quotes, portfolio, orders],
         asset_checks=checks,
         schedules=schedules,
         sensors=[gateway_sensor],
@@ -113,12 +114,14 @@ def run_assets(
     partition_range: tuple[str, str] | None = None,
     run_config: Mapping[str, Any] | None = None,
     raise_on_error: bool = True,
+    log_level: str | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Materialise ``assets`` of ``definitions`` in ONE in-process run, with their checks.
 
     ``partition_range`` (first, last) selects a range of partitions (all selected assets must
-    share a partitioning); ``instance`` defaults to an ephemeral one. This is what the backfill
-    and demo commands and the end-to-end tests run.
+    share a partitioning); ``instance`` defaults to an ephemeral one; ``log_level`` sets
+    Dagster's console logging (``WARNING`` keeps a progress bar readable). This is what the
+    backfill and demo commands and the end-to-end tests run.
     """
     keys = [dg.AssetKey(name) for name in assets]
     known = {key.to_user_string() for key in definitions.resolve_all_asset_keys()}
@@ -136,13 +139,85 @@ def run_assets(
             PARTITION_RANGE_START_TAG: partition_range[0],
             PARTITION_RANGE_END_TAG: partition_range[1],
         }
+    config: dict[str, Any] = dict(run_config) if run_config is not None else {}
+    if log_level is not None:
+        config["loggers"] = {"console": {"config": {"log_level": log_level}}}
     return job.execute_in_process(
-        run_config=dict(run_config) if run_config is not None else None,
+        run_config=config or None,
         instance=instance if instance is not None else dg.DagsterInstance.ephemeral(),
         asset_selection=keys,
         tags=tags,
         raise_on_error=raise_on_error,
     )
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    asset: str
+    check: str
+    passed: bool
+    severity: str  # "ERROR" or "WARN"
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run did, in plain values (for the CLI and the demo)."""
+
+    run_id: str
+    success: bool
+    materialized: dict[str, dict[str, Any]]  # asset -> metadata of its (last) materialisation
+    partitions: dict[str, int]  # asset -> partitions materialised
+    checks: list[CheckOutcome]
+    errors: list[str]
+
+    @property
+    def failed_checks(self) -> list[CheckOutcome]:
+        """Checks that failed with ERROR severity (a WARN, such as staleness after a
+        historical backfill, is reported but does not fail a command)."""
+        return [c for c in self.checks if not c.passed and c.severity == "ERROR"]
+
+
+def summarize_run(result: dg.ExecuteInProcessResult) -> RunSummary:
+    """The `RunSummary` of an in-process run."""
+    materialized: dict[str, dict[str, Any]] = {}
+    partitions: dict[str, int] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
+        name = materialization.asset_key.to_user_string()
+        materialized[name] = {k: v.value for k, v in materialization.metadata.items()}
+        partitions[name] = partitions.get(name, 0) + 1
+    checks = [
+        CheckOutcome(
+            evaluation.asset_key.to_user_string(),
+            evaluation.check_name,
+            evaluation.passed,
+            evaluation.severity.value,
+            {k: v.value for k, v in evaluation.metadata.items()},
+        )
+        for evaluation in result.get_asset_check_evaluations()
+    ]
+    errors = []
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        if data.error is not None:
+            errors.append(f"{event.step_key}: {_root_message(data.error)}")
+    return RunSummary(
+        run_id=result.run_id,
+        success=result.success,
+        materialized=materialized,
+        partitions=partitions,
+        checks=checks,
+        errors=errors,
+    )
+
+
+def _root_message(error: Any) -> str:
+    """The innermost user error of a Dagster error chain (the one that names the problem)."""
+    current = error
+    while getattr(current, "cause", None) is not None:
+        current = current.cause
+    return str(getattr(current, "message", current)).strip()
 
 
 defs = build_definitions()

@@ -352,16 +352,38 @@ class ContractError(ValueError):
     """A batch that cannot be judged row by row (a column of the wrong type); names why."""
 
 
-def validate(dataset: str, table: pa.Table, context: ValidationContext) -> ValidationResult:
-    """Split ``table`` (a normaliser's output for ``dataset``) into valid and rejected rows."""
+BATCH = "__batch__"
+"""Column of `validate` results naming the batch a row came from, when ``batches`` is given."""
+
+
+def validate(
+    dataset: str,
+    table: pa.Table,
+    context: ValidationContext,
+    *,
+    batches: npt.NDArray[np.int64] | None = None,
+) -> ValidationResult:
+    """Split ``table`` (a normaliser's output for ``dataset``) into valid and rejected rows.
+
+    ``batches`` (one int per row) validates several batches sharing one context in a single
+    pass, as fast as one batch: keys must then be unique within each batch only (the store
+    lets the later batch win across batches), and both result tables carry the row's batch in
+    a ``__batch__`` column.
+    """
     spec = dataset_spec(dataset)
     table = conform(spec, table)
     if spec.adds_as_of:
         if context.as_of is None:
             raise ValueError(f"{spec.name}: the snapshot time (as_of) is required")
         table = add_as_of(table, _ms(context.as_of))
+    key: tuple[str, ...] = spec.key
+    if batches is not None:
+        if len(batches) != table.num_rows:
+            raise ValueError(f"batches has {len(batches)} values for {table.num_rows} rows")
+        table = table.append_column(BATCH, pa.array(np.asarray(batches, dtype=np.int64)))
+        key = (BATCH, *spec.key)
 
-    split = split_duplicates(table, spec.key)
+    split = split_duplicates(table, key)
     candidates = pa.concat_tables([split.unique, split.conflicts])
     n = candidates.num_rows
     failures: dict[str, npt.NDArray[np.bool_]] = {}
@@ -370,7 +392,8 @@ def validate(dataset: str, table: pa.Table, context: ValidationContext) -> Valid
         conflict[split.unique.num_rows :] = True
         failures[CONFLICT] = conflict
 
-    filled, frame, null_failures = _to_frame(candidates)
+    checked = candidates.drop_columns([BATCH]) if batches is not None else candidates
+    filled, frame, null_failures = _to_frame(checked)
     failures.update(null_failures)
     session_dates: pa.Array | None = None
     if spec.name == "bars":
@@ -380,20 +403,25 @@ def validate(dataset: str, table: pa.Table, context: ValidationContext) -> Valid
         _add(failures, "ts_in_session", locatable & ~location.in_session)
         _add(failures, "ts_at_bar_start", location.in_session & ~location.at_bar_start)
         session_dates = pa.array(location.session_date, pa.date32(), from_pandas=True)
-    _add_pandera_failures(failures, _schema_with_context(spec, candidates, context), frame)
+    _add_pandera_failures(failures, _schema_with_context(spec, checked, context), frame)
 
     rejected_mask = np.zeros(n, dtype=bool)
     for mask in failures.values():
         rejected_mask |= mask
     keep, drop = pa.array(~rejected_mask), pa.array(rejected_mask)
-    valid_columns = candidates.filter(keep).columns
+    kept = candidates.filter(keep)
+    valid_columns = [kept.column(name) for name in checked.column_names]
     rejected = candidates.filter(drop)
+    valid_schema = spec.schema
     if session_dates is not None:
         valid_columns.append(session_dates.filter(keep))
         rejected = rejected.append_column(
             pa.field(SESSION_DATE.name, pa.date32()), session_dates.filter(drop)
         )
-    valid = pa.Table.from_arrays(valid_columns, schema=spec.schema)
+    if batches is not None:
+        valid_columns.append(kept.column(BATCH))
+        valid_schema = valid_schema.append(pa.field(BATCH, pa.int64(), nullable=False))
+    valid = pa.Table.from_arrays(valid_columns, schema=valid_schema)
     rejected = rejected.append_column(FAILED_CHECKS, _reason_texts(failures, rejected_mask))
     reasons = {name: int(mask.sum()) for name, mask in sorted(failures.items()) if mask.any()}
     return ValidationResult(spec.name, valid, rejected, split.collapsed, reasons)

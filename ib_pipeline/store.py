@@ -31,17 +31,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ib_pipeline import warehouse
 from ib_pipeline.clock import Clock, SystemClock
-from ib_pipeline.schemas import ValidationContext, ValidationResult, validate
+from ib_pipeline.schemas import BATCH, ValidationContext, validate
 from ib_pipeline.sessions import TradingHours
 from ib_pipeline.settings import WarehouseSettings
 from ib_pipeline.storage import keys
-from ib_pipeline.storage.datasets import DATASETS, DatasetSpec, dataset_spec
+from ib_pipeline.storage.datasets import DATASETS, DatasetSpec, conform, dataset_spec
 from ib_pipeline.storage.fs import FsspecRoot, LocalRoot, open_root
 from ib_pipeline.storage.manifest import (
     STATUS_MISSING,
@@ -191,35 +193,30 @@ class Store:
         now = self.clock.now()
         now_ms = round(now.timestamp() * 1000)
         started = time.perf_counter()
+        sources = [as_source(scrub(batch.source)) for batch in batches]
 
         new_rows: dict[Partition, list[pa.Table]] = {}
-        sources: dict[Partition, list[Any]] = {}
         quarantined: list[pa.Table] = []
         reasons: dict[str, int] = {}
         collapsed = 0
-        for batch in batches:
-            result = self._validate(spec, batch, now)
+        for indices, context in _context_groups(batches, now):
+            tables = [batches[i].table for i in indices]
+            counts = [t.num_rows for t in tables]
+            combined = _concat_conformed(spec, tables)
+            ids = np.repeat(np.asarray(indices, dtype=np.int64), counts)
+            result = validate(spec.name, combined, context, batches=ids)
             collapsed += result.duplicates_collapsed
             for name, count in result.reasons.items():
                 reasons[name] = reasons.get(name, 0) + count
-            source = as_source(scrub(batch.source))
-            for partition, rows in spec.group(result.valid):
+            valid = result.valid.rename_columns(
+                [keys.ORDINAL if n == BATCH else n for n in result.valid.column_names]
+            )
+            for partition, rows in spec.group(valid):
                 if only is not None and partition.id not in only:
                     continue
-                rows_table = (
-                    result.valid
-                    if len(rows) == result.valid.num_rows
-                    else result.valid.take(pa.array(rows))
-                )
-                new_rows.setdefault(partition, []).append(rows_table)
-                sources.setdefault(partition, []).append(source)
-            records = quarantine_records(
-                spec,
-                result.rejected,
-                source=orjson.dumps(source, option=orjson.OPT_SORT_KEYS).decode(),
-                run_id=run_id,
-                at_ms=now_ms,
-            )
+                part = valid if len(rows) == valid.num_rows else valid.take(pa.array(rows))
+                new_rows.setdefault(partition, []).append(part)
+            records = self._quarantine_records(spec, result.rejected, sources, run_id, now_ms)
             if only is not None and records.num_rows:
                 wanted = pa.array([p in only for p in records.column("partition").to_pylist()])
                 records = records.filter(wanted)
@@ -233,12 +230,14 @@ class Store:
         per_partition_q = _count_by(all_records.column("partition").to_pylist())
         written = []
         for partition in sorted(new_rows):
+            parts = new_rows[partition]
+            used = sorted({int(b) for t in parts for b in pc.unique(t[keys.ORDINAL]).to_pylist()})
             written.append(
                 self._write_partition(
                     spec,
                     partition,
-                    new_rows[partition],
-                    sources[partition],
+                    [_shift_ordinal(t) for t in parts],
+                    [sources[b] for b in used],
                     run_id=run_id,
                     mode=mode,
                     written_at=iso_ms(now_ms),
@@ -271,15 +270,24 @@ class Store:
             },
         )
 
-    def _validate(self, spec: DatasetSpec, batch: Batch, now: datetime) -> ValidationResult:
-        context = ValidationContext(
-            now=now,
-            as_of=batch.as_of,
-            window=batch.window,
-            hours=batch.hours,
-            outside_rth=batch.outside_rth,
-        )
-        return validate(spec.name, batch.table, context)
+    def _quarantine_records(
+        self,
+        spec: DatasetSpec,
+        rejected: pa.Table,
+        sources: list[Any],
+        run_id: str,
+        now_ms: int,
+    ) -> pa.Table:
+        """Quarantine records of one validated group, each with its own batch's source."""
+        if rejected.num_rows == 0:
+            return QUARANTINE_SCHEMA.empty_table()
+        parts = []
+        batch_ids = np.asarray(rejected.column(BATCH).to_numpy(), dtype=np.int64)
+        for batch in np.unique(batch_ids):
+            rows = rejected.filter(pa.array(batch_ids == batch)).drop_columns([BATCH])
+            text = orjson.dumps(sources[int(batch)], option=orjson.OPT_SORT_KEYS).decode()
+            parts.append(quarantine_records(spec, rows, source=text, run_id=run_id, at_ms=now_ms))
+        return pa.concat_tables(parts)
 
     def _write_partition(
         self,
@@ -485,3 +493,49 @@ def _count_by(values: list[str]) -> dict[str, int]:
     for value in values:
         counts[value] = counts.get(value, 0) + 1
     return counts
+
+
+def _context_groups(
+    batches: Sequence[Batch], now: datetime
+) -> list[tuple[list[int], ValidationContext]]:
+    """Batches that can be validated together: same snapshot time, window and outside-RTH
+    flag; their trading hours are merged (one conid with two different hours is an error)."""
+    grouped: dict[tuple[Any, ...], list[int]] = {}
+    for index, batch in enumerate(batches):
+        rth = batch.outside_rth
+        flag: Any = rth if isinstance(rth, bool) else tuple(sorted(rth.items()))
+        grouped.setdefault((batch.as_of, batch.window, flag), []).append(index)
+    result = []
+    for (as_of, window, _), indices in grouped.items():
+        hours: dict[int, TradingHours] | None = None
+        for index in indices:
+            given = batches[index].hours
+            if given is None:
+                continue
+            hours = {} if hours is None else hours
+            for conid, value in given.items():
+                if hours.setdefault(conid, value) != value:
+                    raise ValueError(
+                        f"conid {conid} has two different trading hours in one load: "
+                        f"{hours[conid].name} and {value.name}"
+                    )
+        outside = batches[indices[0]].outside_rth
+        context = ValidationContext(
+            now=now, as_of=as_of, window=window, hours=hours, outside_rth=outside
+        )
+        result.append((indices, context))
+    return result
+
+
+def _concat_conformed(spec: DatasetSpec, tables: list[pa.Table]) -> pa.Table:
+    """One table of several normaliser outputs, each checked against the dataset's schema."""
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables([conform(spec, t) for t in tables])
+
+
+def _shift_ordinal(table: pa.Table) -> pa.Table:
+    """Batch ordinals start at 1 so that the existing partition (ordinal 0) is the oldest."""
+    index = table.column_names.index(keys.ORDINAL)
+    shifted = pc.add(table.column(keys.ORDINAL), 1)
+    return table.set_column(index, keys.ORDINAL, shifted)

@@ -252,9 +252,11 @@ def _instruments(value: Any, source: str) -> tuple[InstrumentConfig, ...]:
     seen: dict[tuple[str, str], int] = {}
     for index, item in enumerate(value):
         where = f"{source}: instruments[{index}]"
-        raw = {"symbol": item} if isinstance(item, str) else item
-        if not isinstance(raw, Mapping):
-            raise UniverseError(f"{where}: expected a mapping with symbol, sec_type, exchange")
+        if not isinstance(item, Mapping):
+            raise UniverseError(
+                f"{where}: expected a mapping with symbol, sec_type, exchange, got {item!r}"
+            )
+        raw = item
         _reject_unknown_keys(raw, _INSTRUMENT_KEYS, where)
         symbol = check_symbol(raw.get("symbol"), where)
         sec_type = raw.get("sec_type", "STK")

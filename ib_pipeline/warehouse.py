@@ -8,10 +8,13 @@ derived views (``bars_with_symbols``, ``daily_ohlcv``, ``latest_positions``,
 so ``duckdb warehouse/warehouse.duckdb`` works straight away; the store rebuilds it after writes
 (into a temporary file, then an atomic replace).
 
-- Views read ``<dataset>/**/*.parquet`` with ``hive_partitioning`` and ``union_by_name``; hive
-  key types are fixed (``period`` and ``account`` VARCHAR, ``date`` DATE) so they do not change
-  with the data. A dataset without files gets a typed empty view, so queries work before the
+- A view reads each partition layout of its dataset (`storage.datasets.Layout`: bars by day,
+  month or year) with ``hive_partitioning``, fixed hive key types and ``union_by_name``, and
+  unions the layouts by name. Filters on ``session_date`` (bars), ``date`` (snapshots) skip
+  whole files. A dataset without files gets a typed empty view, so queries work before the
   first load; `connect()` looks at the files when called (reconnect after a first load).
+- `connect()` turns on DuckDB's Parquet metadata cache, so repeated queries do not re-read
+  every file footer.
 - Object-store roots: the fsspec filesystem is registered with the connection.
 - No SQL injection: view names and columns are fixed identifiers from `storage.datasets`; the
   root path only appears inside a single-quoted SQL string with quotes doubled, and a root
@@ -22,8 +25,10 @@ This module never writes data files; it only reads them and writes the catalog.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +36,12 @@ import duckdb
 import pyarrow as pa
 
 from ib_pipeline.settings import WarehouseSettings
-from ib_pipeline.storage.datasets import DATASETS, DatasetSpec
+from ib_pipeline.storage.datasets import DATASETS, DatasetSpec, Layout
 from ib_pipeline.storage.fs import FsspecRoot, LocalRoot, open_root
-from ib_pipeline.storage.quarantine import QUARANTINE, QUARANTINE_SCHEMA
+from ib_pipeline.storage.quarantine import QUARANTINE, QUARANTINE_LAYOUTS, QUARANTINE_SCHEMA
 from ib_pipeline.timeframes import BAR_SIZES
 
 CATALOG_FILE = "warehouse.duckdb"
-
-HIVE_TYPES: dict[str, str] = {
-    "bar_size": "VARCHAR",
-    "period": "VARCHAR",
-    "date": "DATE",
-    "account": "VARCHAR",
-    "dataset": "VARCHAR",
-}
-"""DuckDB types of every hive partition key the store writes."""
 
 _GLOB_CHARS = frozenset("*?[]{}")
 
@@ -109,48 +105,59 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _view_source(
-    name: str, schema: pa.Schema, hive_keys: tuple[str, ...]
-) -> tuple[list[str], dict[str, str]]:
-    """Output columns of a dataset view and the DuckDB type of each."""
-    columns = list(schema.names) + [k for k in hive_keys if k not in schema.names]
-    types = {f.name: duckdb_type(f.type) for f in schema}
-    types.update({k: HIVE_TYPES[k] for k in hive_keys})
-    return columns, types
+def _matches(rel: str, pattern: str) -> bool:
+    """Segment-wise glob match (``*`` never crosses a ``/``)."""
+    parts, wanted = rel.split("/"), pattern.split("/")
+    return len(parts) == len(wanted) and all(
+        fnmatch.fnmatchcase(part, glob) for part, glob in zip(parts, wanted, strict=True)
+    )
 
 
-def dataset_view_sql(
-    name: str, schema: pa.Schema, hive_keys: tuple[str, ...], base: str | None
-) -> str:
-    """``CREATE OR REPLACE VIEW`` for one dataset. ``base`` is the dataset folder as DuckDB
-    should see it, or None for a typed empty view."""
-    columns, types = _view_source(name, schema, hive_keys)
-    if base is None:
-        select = ", ".join(f"CAST(NULL AS {types[c]}) AS {_ident(c)}" for c in columns)
-        return f"CREATE OR REPLACE VIEW {_ident(name)} AS SELECT {select} WHERE false"
+def _check_base(base: str) -> str:
     if any(ch in base for ch in _GLOB_CHARS):
         raise ValueError(
             f"warehouse path {base!r} contains glob characters {sorted(_GLOB_CHARS)}; "
             "DuckDB would read them as a pattern: choose a root without them"
         )
-    if hive_keys:
-        hive = ", ".join(f"{sql_string(k)}: {HIVE_TYPES[k]}" for k in hive_keys)
-        options = f"hive_partitioning = true, union_by_name = true, hive_types = {{{hive}}}"
+    return base
+
+
+def dataset_view_sql(
+    name: str, schema: pa.Schema, layouts: Sequence[Layout], base: str, present: Sequence[Layout]
+) -> str:
+    """``CREATE OR REPLACE VIEW`` for one dataset: the union by name of a ``read_parquet`` per
+    layout ``present`` under ``base`` (the dataset folder as DuckDB should see it), or a typed
+    empty view when none is."""
+    types = {f.name: duckdb_type(f.type) for f in schema}
+    for layout in layouts:
+        types.update({key: kind for key, kind in layout.keys if key in layout.exposed})
+    columns = list(dict.fromkeys([*schema.names, *(k for lay in layouts for k in lay.exposed)]))
+    if not present:
+        select = ", ".join(f"CAST(NULL AS {types[c]}) AS {_ident(c)}" for c in columns)
+        return f"CREATE OR REPLACE VIEW {_ident(name)} AS SELECT {select} WHERE false"
+    _check_base(base)
+    branches = []
+    for layout in present:
+        if layout.keys:
+            hive = ", ".join(f"{sql_string(key)}: {kind}" for key, kind in layout.keys)
+            options = f"hive_partitioning = true, union_by_name = true, hive_types = {{{hive}}}"
+        else:
+            options = "hive_partitioning = false, union_by_name = true"
+        names = [*schema.names, *layout.exposed]
+        select = ", ".join(_ident(c) for c in names)
+        pattern = sql_string(f"{base}/{layout.pattern}")
+        branches.append(f"SELECT {select} FROM read_parquet({pattern}, {options})")
+    if len(branches) == 1:
+        body = branches[0]
     else:
-        options = "hive_partitioning = false, union_by_name = true"
-    select = ", ".join(_ident(c) for c in columns)
-    pattern = sql_string(f"{base}/**/*.parquet")
-    return (
-        f"CREATE OR REPLACE VIEW {_ident(name)} AS SELECT {select} "
-        f"FROM read_parquet({pattern}, {options})"
-    )
+        body = " UNION ALL BY NAME ".join(f"({branch})" for branch in branches)
+        body = f"SELECT {', '.join(_ident(c) for c in columns)} FROM ({body})"
+    return f"CREATE OR REPLACE VIEW {_ident(name)} AS {body}"
 
 
-def _datasets() -> list[tuple[str, pa.Schema, tuple[str, ...]]]:
-    found: list[tuple[str, pa.Schema, tuple[str, ...]]] = [
-        (spec.name, spec.schema, spec.hive_keys) for spec in DATASETS.values()
-    ]
-    found.append((QUARANTINE, QUARANTINE_SCHEMA, ("dataset",)))
+def _datasets() -> list[tuple[str, pa.Schema, tuple[Layout, ...]]]:
+    found = [(spec.name, spec.schema, spec.layouts) for spec in DATASETS.values()]
+    found.append((QUARANTINE, QUARANTINE_SCHEMA, QUARANTINE_LAYOUTS))
     return found
 
 
@@ -158,10 +165,10 @@ def views_sql(root: LocalRoot | FsspecRoot, base_url: str) -> list[str]:
     """Every view's SQL for ``root``, with dataset folders under ``base_url`` (the root as the
     reader will see it: an absolute path, a path relative to the repo, or a URL)."""
     statements = []
-    for name, schema, hive_keys in _datasets():
-        has_files = bool(root.files(name, ".parquet"))
-        base = f"{base_url}/{name}" if has_files else None
-        statements.append(dataset_view_sql(name, schema, hive_keys, base))
+    for name, schema, layouts in _datasets():
+        files = [rel[len(name) + 1 :] for rel in root.files(name, ".parquet")]
+        present = [lay for lay in layouts if any(_matches(f, lay.pattern) for f in files)]
+        statements.append(dataset_view_sql(name, schema, layouts, f"{base_url}/{name}", present))
     for name, body in DERIVED_VIEWS.items():
         statements.append(f"CREATE OR REPLACE VIEW {_ident(name)} AS {body.strip()}")
     return statements
@@ -183,6 +190,7 @@ def connect(
     opened = _open(root)
     con = duckdb.connect() if connection is None else connection
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET parquet_metadata_cache = true")
     filesystem = opened.filesystem()
     if filesystem is not None:
         con.register_filesystem(filesystem)

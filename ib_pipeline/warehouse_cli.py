@@ -36,7 +36,8 @@ def _root(value: str | None) -> str:
 
 
 def _console() -> Console:
-    return Console(soft_wrap=False)
+    """Rich output; when piped (not a terminal), wide enough that no value is cut short."""
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 240)
 
 
 def _cell(value: Any) -> str:
@@ -175,7 +176,7 @@ def _date(_: click.Context, __: click.Parameter, value: str | None) -> date | No
     "--partition",
     "partitions",
     multiple=True,
-    help="Partition id to rebuild (repeatable), e.g. bar_size=1min/period=2024-11-26.",
+    help="Partition id to rebuild (repeatable), e.g. bar_size=1min/session_date=2024-11-26.",
 )
 @click.option("--since", callback=_date, help="First fetch date (UTC) of raw records to read.")
 @click.option("--until", callback=_date, help="Last fetch date (UTC) of raw records to read.")

@@ -74,7 +74,6 @@ from ib_pipeline.timeframes import parse_bar_size, parse_period
 log = logging.getLogger(__name__)
 
 USER_AGENT = "ib-pipeline/0.1 (+httpx)"
-CHART_DATA_NOT_AVAILABLE = "Chart data is not available"
 
 ErrorBodyFilter = Callable[[str], bool]
 """Decides whether a 200 ``{"error": text}`` answer is a payload the caller interprets."""
@@ -225,8 +224,8 @@ class IbkrClient:
         """
         reprimed = recovered = False
         while True:
-            await self.session.prime(endpoint.needs)
             try:
+                await self.session.prime(endpoint.needs)
                 return await self._exchange(endpoint, path_params, params, body, error_ok)
             except _PrimingRequestedError as asked:
                 if reprimed:
@@ -370,8 +369,9 @@ class IbkrClient:
                     text=body_text,
                 )
             scope = Transient.IDEMPOTENT if status >= 500 else Transient.NEVER
+            kind = DataNotAvailableError if _chart_data_unavailable(response.text) else GatewayError
             raise mark(
-                GatewayError(
+                kind(
                     f"{where}: HTTP {status}: {body_text}",
                     endpoint=endpoint.name,
                     status=status,
@@ -412,7 +412,7 @@ class IbkrClient:
         which = priming_asked_for(text)
         if which is not None:
             raise _PrimingRequestedError(message, endpoint=endpoint.name, which=which, text=text)
-        if text.startswith(CHART_DATA_NOT_AVAILABLE):
+        if _chart_data_unavailable(text):
             raise mark(
                 DataNotAvailableError(message, endpoint=endpoint.name, status=status),
                 Transient.IDEMPOTENT,
@@ -645,6 +645,12 @@ class IbkrClient:
         is trading, so it needs ``allow_trading`` like `place_order`."""
         _orders.require_trading_allowed(self.settings, "reply")
         return (await _orders.send_reply(self, reply_id, confirmed)).payload
+
+
+def _chart_data_unavailable(text: str) -> bool:
+    """The history farm's transient "Chart data is not available" / "Chart data unavailable"."""
+    lowered = text.lower()
+    return "chart data is not available" in lowered or "chart data unavailable" in lowered
 
 
 def _query_value(value: Any) -> str:

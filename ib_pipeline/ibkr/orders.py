@@ -129,11 +129,13 @@ async def place_order(
                 endpoint=ep.REPLY.name,
             )
         if _round == client.settings.max_reply_rounds:
+            responses.append(await send_reply(client, reply_id, False))  # leave nothing pending
             break
         response = await send_reply(client, reply_id, True)
         responses.append(response)
     raise GatewayError(
-        f"place_order: still asked to confirm after {client.settings.max_reply_rounds} replies",
+        f"place_order: still asked to confirm after {client.settings.max_reply_rounds} replies; "
+        f"answered confirmed=false, the order was discarded",
         endpoint=ep.REPLY.name,
     )
 

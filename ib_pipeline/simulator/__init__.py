@@ -26,8 +26,8 @@ if TYPE_CHECKING:
         PacingConfig,
         SimulatorConfig,
     )
-    from ib_pipeline.simulator.ground_truth import SimulatorTruth
     from ib_pipeline.simulator.runner import Simulator
+    from ib_pipeline.simulator.truth import SimulatorTruth
 
 _EXPORTS = {
     "Simulator": "ib_pipeline.simulator.runner",
@@ -35,7 +35,7 @@ _EXPORTS = {
     "FaultSpec": "ib_pipeline.simulator.config",
     "PacingConfig": "ib_pipeline.simulator.config",
     "FAULT_GRAMMAR": "ib_pipeline.simulator.config",
-    "SimulatorTruth": "ib_pipeline.simulator.ground_truth",
+    "SimulatorTruth": "ib_pipeline.simulator.truth",
 }
 
 __all__ = [

@@ -11,7 +11,7 @@ market and the ground truth's clean bars never see a defect.
 
 NaN and infinite prices are real float NaN/inf in the rows; JSON has no such values, so the
 encoder writes the literal tokens ``NaN`` and ``Infinity`` (which Python's ``json`` module reads
-back). See `history.encode_body`.
+back). See `answers.encode_body`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+
+from ib_pipeline.simulator.epoch import from_ms, to_ms
 
 
 class BadKind(Enum):
@@ -126,11 +128,9 @@ def closed_instant_ms(ts_ms: int) -> int:
     (24/5) are all closed. The week is mapped onto that window monotonically, so different
     ``ts_ms`` give different instants in the same order.
     """
-    day = datetime.fromtimestamp(ts_ms // 1000, UTC).date()
+    day = from_ms(ts_ms).date()
     monday = day - timedelta(days=day.weekday())
-    week_start_ms = (
-        int(datetime(monday.year, monday.month, monday.day, tzinfo=UTC).timestamp()) * 1000
-    )
+    week_start_ms = to_ms(datetime(monday.year, monday.month, monday.day, tzinfo=UTC))
     saturday_0400_ms = week_start_ms + (5 * 24 + 4) * 3_600_000
     return saturday_0400_ms + (ts_ms - week_start_ms) * 2 // 21
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from ib_pipeline.simulator.broker_contracts import (
@@ -32,6 +32,7 @@ from ib_pipeline.simulator.broker_contracts import (
     stock_contract,
 )
 from ib_pipeline.simulator.broker_orders import OrderBook
+from ib_pipeline.simulator.epoch import to_ms
 from ib_pipeline.simulator.instruments import Instrument
 from ib_pipeline.simulator.market import Market
 from ib_pipeline.simulator.session import SERVER_INFO
@@ -338,7 +339,7 @@ class Broker:
         timestamp, value, severity}``; money keys come with ``-c`` and ``-s`` variants."""
         values = self.summary_values(account_id)
         account = self.account(account_id)
-        stamp = _now_ms(self.clock.now())
+        stamp = to_ms(self.clock.now())
         body: dict[str, Any] = {}
 
         def money(key: str, amount: float, variants: str = "cs") -> None:
@@ -538,7 +539,3 @@ def _text(value: str, stamp: int) -> dict[str, Any]:
         "timestamp": stamp,
         "value": value,
     }
-
-
-def _now_ms(now: datetime) -> int:
-    return int(now.timestamp() * 1000)

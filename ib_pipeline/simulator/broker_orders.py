@@ -26,17 +26,19 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ib_pipeline.sessions import calendar_for
+from ib_pipeline.simulator.answers import Answer, account_not_found, bad_request, error_body
 from ib_pipeline.simulator.broker_contracts import Contract, stock_contract
+from ib_pipeline.simulator.epoch import from_ms, to_ms
 from ib_pipeline.simulator.instruments import Instrument, by_conid
+from ib_pipeline.simulator.params import parse_id
 
 if TYPE_CHECKING:
     from ib_pipeline.simulator.broker import Broker
@@ -49,17 +51,10 @@ WORKING = ("PreSubmitted", "Submitted")
 _TIFS = ("DAY", "GTC", "IOC")
 _ORDER_TYPES = {"MKT": "Market", "LMT": "Limit"}
 
-Answer = tuple[int, Any]
-
-
-def bad_request(detail: str) -> Answer:
-    """The gateway's 400 body."""
-    return 400, {"error": f"Bad Request: {detail}", "statusCode": 400}
-
 
 def rejection(message: str) -> Answer:
     """An order-level refusal: HTTP 200 with an ``error`` key."""
-    return 200, {"error": message}
+    return 200, error_body(message)
 
 
 @dataclass(frozen=True)
@@ -124,7 +119,7 @@ class OrderBook:
     def place(self, account_id: str, payload: Any) -> Answer:
         """``POST /iserver/account/{accountId}/orders``."""
         if not self._broker.has_account(account_id):
-            return bad_request(f"account {account_id} not found")
+            return account_not_found(account_id)
         if not isinstance(payload, Mapping) or not isinstance(payload.get("orders"), list):
             return bad_request('the body must be {"orders": [ {order} ]}')
         orders = payload["orders"]
@@ -180,7 +175,7 @@ class OrderBook:
 
     def _submit(self, ticket: OrderTicket) -> Order:
         now = self._broker.clock.now()
-        order = Order(self._next_id, ticket, status="PreSubmitted", submitted_ms=_ms(now))
+        order = Order(self._next_id, ticket, status="PreSubmitted", submitted_ms=to_ms(now))
         self._next_id += 1
         self._orders[order.order_id] = order
         self._try_fill(order, now)
@@ -216,7 +211,7 @@ class OrderBook:
         order.status = "Filled"
         order.filled = ticket.quantity
         order.avg_fill_price = last
-        order.last_exec_ms = _ms(now)
+        order.last_exec_ms = to_ms(now)
         return True
 
     # -- cancel and live orders ------------------------------------------------------------------
@@ -224,8 +219,8 @@ class OrderBook:
     def cancel(self, account_id: str, order_id: str) -> Answer:
         """``DELETE /iserver/account/{accountId}/order/{orderId}``."""
         if not self._broker.has_account(account_id):
-            return bad_request(f"account {account_id} not found")
-        number = _integer(order_id)
+            return account_not_found(account_id)
+        number = parse_id(order_id)
         if number is None:
             return bad_request(f"order id {order_id!r} is not a number")
         with self._lock:
@@ -284,7 +279,7 @@ class OrderBook:
 
     def _ticket(self, account_id: str, raw: Mapping[str, Any]) -> OrderTicket | str:
         """A validated ticket, or the rejection message naming what is wrong."""
-        conid = _integer(raw.get("conid"))
+        conid = parse_id(raw.get("conid"))
         if conid is None:
             return f"Invalid conid {raw.get('conid')!r}: conid must be an integer"
         try:
@@ -434,22 +429,11 @@ def _order_json(order: Order) -> dict[str, Any]:
     if order.avg_fill_price is not None:
         body["avgPrice"] = f"{order.avg_fill_price:.2f}"
     if order.last_exec_ms is not None:
-        stamp = datetime.fromtimestamp(order.last_exec_ms / 1000, tz=UTC)
-        body["lastExecutionTime"] = stamp.strftime("%y%m%d%H%M%S")
+        body["lastExecutionTime"] = from_ms(order.last_exec_ms).strftime("%y%m%d%H%M%S")
         body["lastExecutionTime_r"] = order.last_exec_ms
     if t.coid is not None:
         body["order_ref"] = t.coid
     return body
-
-
-def _integer(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
-        return int(value.strip())
-    return None
 
 
 def _number(value: Any) -> float | None:
@@ -460,7 +444,3 @@ def _number(value: Any) -> float | None:
     except ValueError:
         return None
     return number if math.isfinite(number) else None
-
-
-def _ms(now: datetime) -> int:
-    return int(now.timestamp() * 1000)

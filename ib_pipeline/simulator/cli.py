@@ -11,8 +11,9 @@ import asyncio
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -24,31 +25,22 @@ from ib_pipeline.simulator.config import (
     SimulatorConfig,
 )
 
+T = TypeVar("T")
 
-class _FaultsType(click.ParamType[FaultSpec]):
-    name = "SPEC"
 
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> FaultSpec:
-        if isinstance(value, FaultSpec):
+class _Parsed(click.ParamType[T]):
+    """An option value read by ``parse``, whose ValueError becomes click's usage error."""
+
+    def __init__(self, name: str, kind: type[T], parse: Callable[[str], T]) -> None:
+        self.name = name
+        self._kind = kind
+        self._parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> T:
+        if isinstance(value, self._kind):
             return value
         try:
-            return FaultSpec.parse(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class _InstantType(click.ParamType[datetime]):
-    name = "ISO"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        try:
-            return parse_instant(str(value))
+            return self._parse(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -88,7 +80,7 @@ class _InstantType(click.ParamType[datetime]):
     "faults",
     default="none",
     show_default=True,
-    type=_FaultsType(),
+    type=_Parsed("SPEC", FaultSpec, FaultSpec.parse),
     help="Faults to inject, e.g. '5xx=0.05,drop=0.01,seed=7' (grammar below).",
 )
 @click.option(
@@ -101,7 +93,7 @@ class _InstantType(click.ParamType[datetime]):
 @click.option(
     "--now",
     "now",
-    type=_InstantType(),
+    type=_Parsed("ISO", datetime, parse_instant),
     default=None,
     help="Pin the simulator's clock at this UTC instant (e.g. 2024-11-26T18:00:00Z); "
     "default: the wall clock. A pinned clock can be moved with POST /sim/clock.",

@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from enum import Enum
 
+from ib_pipeline.simulator.answers import error_body
 from ib_pipeline.simulator.config import FaultSpec
 
 
@@ -31,8 +32,8 @@ class FaultKind(Enum):
 
 
 SERVER_ERROR_BODIES: tuple[tuple[int, dict[str, object]], ...] = (
-    (500, {"error": "There was an error processing the request. Please try again."}),
-    (503, {"error": "Service Unavailable", "statusCode": 503}),
+    (500, error_body("There was an error processing the request. Please try again.")),
+    (503, error_body("Service Unavailable", 503)),
 )
 """What an injected 5xx answers: the gateway's generic processing error, or its 503."""
 

@@ -42,21 +42,42 @@ What it must never do: touch HTTP, raise for bad input, or change the market.
 from __future__ import annotations
 
 import calendar
-import json
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any
-
-import orjson
+from typing import Any, TypeVar
 
 from ib_pipeline.sessions import calendar_for
+from ib_pipeline.simulator.answers import Answer, NonFiniteJson, encode_body, error_body
 from ib_pipeline.simulator.bad_data import BadDataSpec, Corruption, corrupt_rows, has_non_finite
+from ib_pipeline.simulator.bars import Bars
+from ib_pipeline.simulator.epoch import from_ms, to_ms
 from ib_pipeline.simulator.instruments import Instrument
-from ib_pipeline.simulator.market import Bars, Market, from_ms, to_ms
+from ib_pipeline.simulator.market import Market
+from ib_pipeline.simulator.params import parse_bool
 from ib_pipeline.timeframes import BarSize, Period, PeriodUnit, parse_bar_size, parse_period
+
+__all__ = [  # NonFiniteJson and encode_body live in `answers`; re-exported for older imports
+    "HISTORY_ERRORS",
+    "MAX_BARS",
+    "START_TIME_FORMAT",
+    "ErrorAnswer",
+    "HistoryRequest",
+    "HistoryRequestError",
+    "NonFiniteJson",
+    "Source",
+    "encode_body",
+    "format_start_time",
+    "history_response",
+    "history_response_with_report",
+    "history_window",
+    "parse_history_params",
+    "parse_start_time",
+]
+
+T = TypeVar("T")
 
 MAX_BARS = 1000
 """The most bars one history response holds (the most recent ones of the window)."""
@@ -78,10 +99,8 @@ class ErrorAnswer:
     with_status_code: bool = True
 
     def body(self, **values: object) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.message.format(**values)}
-        if self.with_status_code:
-            body["statusCode"] = self.status
-        return body
+        status = self.status if self.with_status_code else None
+        return error_body(self.message.format(**values), status)
 
 
 HISTORY_ERRORS: Mapping[str, ErrorAnswer] = {
@@ -136,7 +155,6 @@ _SOURCES = {
     "midpoint": Source.MIDPOINT,
     "bid_ask": Source.BID_ASK,
 }
-_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
 @dataclass(frozen=True)
@@ -165,33 +183,13 @@ def format_start_time(value: datetime) -> str:
 
 def parse_history_params(market: Market, params: Mapping[str, str]) -> HistoryRequest:
     """Validate raw query parameters; HistoryRequestError with the gateway's answer if bad."""
-    raw_conid = _param(params, "conid")
-    if raw_conid is None:
-        raise HistoryRequestError("missing_parameter", name="conid")
-    try:
-        conid = int(raw_conid)
-    except ValueError:
-        raise HistoryRequestError("invalid_conid", value=raw_conid) from None
+    conid = _required(params, "conid", int, "invalid_conid")
     try:
         instrument = market.instrument(conid)
     except KeyError:
         raise HistoryRequestError("unknown_conid", value=conid) from None
-
-    raw_period = _param(params, "period")
-    if raw_period is None:
-        raise HistoryRequestError("missing_parameter", name="period")
-    try:
-        period = parse_period(raw_period)
-    except ValueError as exc:
-        raise HistoryRequestError("invalid_period", value=raw_period, detail=_detail(exc)) from None
-
-    raw_bar = _param(params, "bar")
-    if raw_bar is None:
-        raise HistoryRequestError("missing_parameter", name="bar")
-    try:
-        bar = parse_bar_size(raw_bar)
-    except ValueError as exc:
-        raise HistoryRequestError("invalid_bar", value=raw_bar, detail=_detail(exc)) from None
+    period = _required(params, "period", parse_period, "invalid_period")
+    bar = _required(params, "bar", parse_bar_size, "invalid_bar")
 
     raw_start = _param(params, "startTime")
     if raw_start is None:
@@ -205,9 +203,10 @@ def parse_history_params(market: Market, params: Mapping[str, str]) -> HistoryRe
     raw_rth = _param(params, "outsideRth")
     outside_rth = False
     if raw_rth is not None:
-        if raw_rth.lower() not in _BOOLEANS:
+        flag = parse_bool(raw_rth)
+        if flag is None:
             raise HistoryRequestError("invalid_outside_rth", value=raw_rth)
-        outside_rth = _BOOLEANS[raw_rth.lower()]
+        outside_rth = flag
 
     raw_source = _param(params, "source")
     source = Source.TRADES
@@ -224,11 +223,24 @@ def parse_history_params(market: Market, params: Mapping[str, str]) -> HistoryRe
 
 
 def _param(params: Mapping[str, str], name: str) -> str | None:
+    """The parameter's text without surrounding blanks; None if absent or blank."""
     value = params.get(name)
     if value is None:
         return None
     value = str(value).strip()
     return value or None
+
+
+def _required(params: Mapping[str, str], name: str, parse: Callable[[str], T], invalid: str) -> T:
+    """A mandatory parameter read by ``parse``: the ``missing_parameter`` answer if it is
+    absent, the ``invalid`` one (with the parser's reason as ``detail``) if it does not parse."""
+    raw = _param(params, name)
+    if raw is None:
+        raise HistoryRequestError("missing_parameter", name=name)
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise HistoryRequestError(invalid, value=raw, detail=_detail(exc)) from None
 
 
 def _detail(exc: ValueError) -> str:
@@ -289,22 +301,9 @@ def _months_back(moment: datetime, months: int) -> datetime:
 # Answers
 
 
-class NonFiniteJson(dict[str, Any]):
-    """A response body holding NaN or infinite floats (bad-data responses only). `encode_body`
-    writes them as the literal tokens ``NaN``/``Infinity``, which strict JSON lacks."""
-
-
-def encode_body(body: Any) -> bytes:
-    """Serialise a response body: orjson for everything, except `NonFiniteJson` bodies, which go
-    through the standard library so NaN/Infinity survive (orjson would write ``null``)."""
-    if isinstance(body, NonFiniteJson):
-        return json.dumps(body, allow_nan=True, separators=(",", ":")).encode()
-    return orjson.dumps(body)
-
-
 def history_response(
     market: Market, params: Mapping[str, str], bad_data: BadDataSpec | None = None
-) -> tuple[int, Any]:
+) -> Answer:
     """(HTTP status, JSON-serialisable body) exactly as the gateway answers the request."""
     status, body, _ = history_response_with_report(market, params, bad_data)
     return status, body

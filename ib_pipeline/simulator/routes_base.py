@@ -1,14 +1,15 @@
-"""What every route module shares: the route table entry, JSON in and out, the error bodies.
+"""What every route module shares: the route table entry, JSON in and out, the error responses.
 
 A route declares its needs (`Access`, `Priming`, its pacing `Limit`) next to its handler, and the
 server's middleware enforces them before the handler runs, so a handler only ever sees a request
 that is allowed, paced and primed. Handlers never raise for bad input: they answer the gateway's
-error body through `bad_request` and friends.
+error body through `bad_request` and friends (the bodies themselves are `answers`').
+
+What it must never do: build a payload or decide an answer; it only carries them over HTTP.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -17,11 +18,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ib_pipeline.simulator import answers
+from ib_pipeline.simulator.answers import Answer, encode_body, error_body
 from ib_pipeline.simulator.pacing import Limit
+from ib_pipeline.simulator.params import parse_bool
 from ib_pipeline.simulator.state import SimState
 
 API_PREFIX = "/v1/api"
-_DIGITS = re.compile(r"[0-9]+")
 STATE_KEY: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
 
 Handler = Callable[[web.Request, SimState], Awaitable[web.StreamResponse]]
@@ -61,23 +64,24 @@ class Route:
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
-    """Encode ``body`` with orjson (history bodies with NaN use `history.encode_body`)."""
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+    """``body`` as JSON (`answers.encode_body`: orjson, or NaN-tolerant for bad-data bodies)."""
+    return web.Response(body=encode_body(body), status=status, content_type="application/json")
 
 
-def answer(result: tuple[int, Any]) -> web.Response:
-    """Answer a ``(status, body)`` pair."""
+def respond(result: Answer) -> web.Response:
+    """Send a ``(status, body)`` answer."""
     status, body = result
     return json_response(body, status)
 
 
 def error_response(status: int, message: str) -> web.Response:
-    return json_response({"error": message, "statusCode": status}, status)
+    """``{"error": message, "statusCode": status}`` with that HTTP status."""
+    return json_response(error_body(message, status), status)
 
 
 def bad_request(detail: str) -> web.Response:
     """The gateway's 400: ``{"error": "Bad Request: ...", "statusCode": 400}``."""
-    return error_response(400, f"Bad Request: {detail}")
+    return respond(answers.bad_request(detail))
 
 
 class BodyError(ValueError):
@@ -95,19 +99,22 @@ async def read_json(request: web.Request) -> Any:
         raise BodyError("the request body is not valid JSON") from None
 
 
-def parse_count(text: str) -> int | None:
-    """A non-negative decimal integer written in ASCII digits, or None (``str.isdigit`` would
-    also accept digits such as ``"²"`` that ``int`` refuses)."""
-    return int(text) if _DIGITS.fullmatch(text) else None
+async def respond_to_body(request: web.Request, handle: Callable[[Any], Answer]) -> web.Response:
+    """Send ``handle(body)`` for the request's JSON body (None if it has none), or the gateway's
+    400 if the body is not JSON."""
+    try:
+        payload = await read_json(request)
+    except BodyError as exc:
+        return bad_request(str(exc))
+    return respond(handle(payload))
 
 
 def query_bool(value: str | None, name: str, default: bool = False) -> bool:
-    """A ``true``/``false`` query parameter; BodyError naming the parameter otherwise."""
+    """A ``true``/``false`` (or ``yes``/``no``, ``1``/``0``) query parameter, ``default`` when
+    absent or empty; BodyError naming the parameter otherwise."""
     if value is None or value == "":
         return default
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise BodyError(f"{name} must be true or false, got {value!r}")
+    flag = parse_bool(value, yes_no=True)
+    if flag is None:
+        raise BodyError(f"{name} must be true or false, got {value!r}")
+    return flag

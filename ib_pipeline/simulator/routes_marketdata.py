@@ -12,20 +12,22 @@ from typing import Any
 
 from aiohttp import web
 
-from ib_pipeline.simulator.history import encode_body, history_response
+from ib_pipeline.simulator import answers
+from ib_pipeline.simulator.answers import Answer
+from ib_pipeline.simulator.history import history_response
 from ib_pipeline.simulator.instruments import by_conid
 from ib_pipeline.simulator.pacing import Limit
+from ib_pipeline.simulator.params import parse_count
 from ib_pipeline.simulator.routes_base import (
     Access,
     BodyError,
     Priming,
     Route,
-    answer,
     bad_request,
     json_response,
-    parse_count,
     query_bool,
-    read_json,
+    respond,
+    respond_to_body,
 )
 from ib_pipeline.simulator.search import SEARCH_ERRORS, secdef_search
 from ib_pipeline.simulator.snapshot import snapshot_fields, snapshot_preflight
@@ -68,41 +70,37 @@ async def snapshot(request: web.Request, state: SimState) -> web.Response:
 
 
 async def history(request: web.Request, state: SimState) -> web.Response:
-    status, body = history_response(state.market, request.query, state.history_bad_data())
-    return web.Response(body=encode_body(body), status=status, content_type="application/json")
+    return respond(history_response(state.market, request.query, state.history_bad_data()))
 
 
 async def search_get(request: web.Request, state: SimState) -> web.Response:
-    return _search(request.query, state)
+    return respond(_search(request.query, state))
 
 
 async def search_post(request: web.Request, state: SimState) -> web.Response:
-    try:
-        payload = await read_json(request)
-    except BodyError as exc:
-        return bad_request(str(exc))
-    if payload is None:
-        payload = dict(request.query)
-    if not isinstance(payload, Mapping):
-        return bad_request('the body must be a JSON object such as {"symbol": "AAPL"}')
-    return _search(payload, state)
+    """The same search with a JSON body (its parameters in the query string if it has none)."""
+    return await respond_to_body(
+        request, lambda body: _search(dict(request.query) if body is None else body, state)
+    )
 
 
-def _search(params: Mapping[str, Any], state: SimState) -> web.Response:
+def _search(params: Any, state: SimState) -> Answer:
+    if not isinstance(params, Mapping):
+        return answers.bad_request('the body must be a JSON object such as {"symbol": "AAPL"}')
     symbol = params.get("symbol")
     if not isinstance(symbol, str) or not symbol.strip():
-        return answer(SEARCH_ERRORS["missing_symbol"])
+        return SEARCH_ERRORS["missing_symbol"]
     sec_type = params.get("secType")
     if sec_type is not None and not isinstance(sec_type, str):
-        return bad_request("secType must be a string such as STK")
+        return answers.bad_request("secType must be a string such as STK")
     name = params.get("name", False)
     if not isinstance(name, bool):
         try:
             name = query_bool(str(name), "name")
         except BodyError as exc:
-            return bad_request(str(exc))
+            return answers.bad_request(str(exc))
     today = state.clock.now().date()
-    return json_response(secdef_search(symbol.strip(), sec_type or None, name, today=today))
+    return 200, secdef_search(symbol.strip(), sec_type or None, name, today=today)
 
 
 async def unsubscribe_all(request: web.Request, state: SimState) -> web.Response:

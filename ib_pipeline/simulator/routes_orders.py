@@ -12,31 +12,23 @@ from aiohttp import web
 from ib_pipeline.simulator.pacing import Limit
 from ib_pipeline.simulator.routes_base import (
     Access,
-    BodyError,
     Priming,
     Route,
-    answer,
-    bad_request,
     json_response,
-    read_json,
+    respond,
+    respond_to_body,
 )
 from ib_pipeline.simulator.state import SimState
 
 
 async def place_order(request: web.Request, state: SimState) -> web.Response:
-    try:
-        payload = await read_json(request)
-    except BodyError as exc:
-        return bad_request(str(exc))
-    return answer(state.broker.orders.place(request.match_info["accountId"], payload))
+    account_id = request.match_info["accountId"]
+    return await respond_to_body(request, lambda body: state.broker.orders.place(account_id, body))
 
 
 async def reply(request: web.Request, state: SimState) -> web.Response:
-    try:
-        payload = await read_json(request)
-    except BodyError as exc:
-        return bad_request(str(exc))
-    return answer(state.broker.orders.reply(request.match_info["replyId"], payload))
+    reply_id = request.match_info["replyId"]
+    return await respond_to_body(request, lambda body: state.broker.orders.reply(reply_id, body))
 
 
 async def live_orders(request: web.Request, state: SimState) -> web.Response:
@@ -48,7 +40,7 @@ async def live_orders(request: web.Request, state: SimState) -> web.Response:
 
 async def cancel_order(request: web.Request, state: SimState) -> web.Response:
     info = request.match_info
-    return answer(state.broker.orders.cancel(info["accountId"], info["orderId"]))
+    return respond(state.broker.orders.cancel(info["accountId"], info["orderId"]))
 
 
 ROUTES = (

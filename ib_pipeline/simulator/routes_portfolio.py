@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ib_pipeline.simulator.answers import account_not_found
+from ib_pipeline.simulator.params import parse_count
 from ib_pipeline.simulator.routes_base import (
     Access,
     Priming,
     Route,
     bad_request,
     json_response,
-    parse_count,
+    respond,
 )
 from ib_pipeline.simulator.state import SimState
 
@@ -23,7 +25,7 @@ async def positions(request: web.Request, state: SimState) -> web.Response:
     account_id = request.match_info["accountId"]
     page_text = request.match_info["pageId"]
     if not state.broker.has_account(account_id):
-        return bad_request(f"account {account_id} not found")
+        return respond(account_not_found(account_id))
     page = parse_count(page_text)
     if page is None:
         return bad_request(f"pageId must be a number starting at 0, got {page_text!r}")
@@ -33,7 +35,7 @@ async def positions(request: web.Request, state: SimState) -> web.Response:
 async def summary(request: web.Request, state: SimState) -> web.Response:
     account_id = request.match_info["accountId"]
     if not state.broker.has_account(account_id):
-        return bad_request(f"account {account_id} not found")
+        return respond(account_not_found(account_id))
     return json_response(state.broker.summary_payload(account_id))
 
 

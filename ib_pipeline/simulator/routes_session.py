@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ib_pipeline.simulator.epoch import to_ms
 from ib_pipeline.simulator.pacing import Limit
 from ib_pipeline.simulator.routes_base import Access, Route, json_response
 from ib_pipeline.simulator.session import NOT_AUTHENTICATED
@@ -23,12 +24,17 @@ async def auth_status(request: web.Request, state: SimState) -> web.Response:
     return json_response(state.session.auth_status())
 
 
+def _sso_expires_ms(now_ms: int) -> int:
+    """Milliseconds left of the SSO session, which the simulator renews at every UTC midnight."""
+    return SSO_LIFETIME_MS - now_ms % SSO_LIFETIME_MS
+
+
 async def tickle(request: web.Request, state: SimState) -> web.Response:
-    now_ms = int(state.clock.now().timestamp() * 1000)
+    now_ms = to_ms(state.clock.now())
     return json_response(
         {
             "session": state.session_id.replace(".", ""),
-            "ssoExpires": SSO_LIFETIME_MS - now_ms % SSO_LIFETIME_MS,
+            "ssoExpires": _sso_expires_ms(now_ms),
             "collission": False,
             "userId": USER_ID,
             "hmds": {"error": "no bridge"},
@@ -43,7 +49,7 @@ async def logout(request: web.Request, state: SimState) -> web.Response:
 
 
 async def sso_validate(request: web.Request, state: SimState) -> web.Response:
-    now_ms = int(state.clock.now().timestamp() * 1000)
+    now_ms = to_ms(state.clock.now())
     return json_response(
         {
             "USER_ID": USER_ID,
@@ -54,7 +60,7 @@ async def sso_validate(request: web.Request, state: SimState) -> web.Response:
             "IS_FREE_TRIAL": False,
             "CREDENTIAL": USER_NAME,
             "IP": "127.0.0.1",
-            "EXPIRES": SSO_LIFETIME_MS - now_ms % SSO_LIFETIME_MS,
+            "EXPIRES": _sso_expires_ms(now_ms),
             "QUALIFIED_FOR_MOBILE_AUTH": None,
             "LANDING_APP": "UNIVERSAL",
             "IS_MASTER": False,

@@ -26,12 +26,12 @@ from ib_pipeline.clock import Clock, FixedClock
 from ib_pipeline.simulator.bad_data import BadDataSpec
 from ib_pipeline.simulator.broker import Broker
 from ib_pipeline.simulator.config import FaultSpec, SimulatorConfig
-from ib_pipeline.simulator.ground_truth import SimulatorTruth
 from ib_pipeline.simulator.market import Market
 from ib_pipeline.simulator.routes_base import API_PREFIX
 from ib_pipeline.simulator.server import sim_stats, start_site
 from ib_pipeline.simulator.state import SimState, build_state
 from ib_pipeline.simulator.tls import TlsMaterial, make_tls
+from ib_pipeline.simulator.truth import SimulatorTruth
 
 START_TIMEOUT_S = 30.0
 
@@ -187,8 +187,7 @@ class Simulator:
 
     def reset_stats(self) -> None:
         """Zero the counters and empty the penalty box."""
-        self._state.stats.reset()
-        self._state.pacer.reset()
+        self._state.reset_stats()
 
     # -- changing the run ----------------------------------------------------------------------
 

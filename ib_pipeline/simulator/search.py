@@ -22,12 +22,13 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from ib_pipeline.simulator.answers import Answer, bad_request
 from ib_pipeline.simulator.instruments import UNIVERSE, Instrument
 
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
-SEARCH_ERRORS: Mapping[str, tuple[int, dict[str, Any]]] = {
-    "missing_symbol": (400, {"error": "Bad Request: symbol required", "statusCode": 400}),
+SEARCH_ERRORS: Mapping[str, Answer] = {
+    "missing_symbol": bad_request("symbol required"),
 }
 """The error answers of the endpoint (modelled on the gateway's 400 bodies; not captured)."""
 

@@ -36,6 +36,7 @@ from ib_pipeline.simulator import (
     routes_portfolio,
     routes_session,
 )
+from ib_pipeline.simulator.answers import error_body
 from ib_pipeline.simulator.config import FaultSpec
 from ib_pipeline.simulator.faults import FaultDecision, FaultKind
 from ib_pipeline.simulator.pacing import Limit, PacingVerdict
@@ -64,9 +65,9 @@ ROUTES: tuple[Route, ...] = (
 )
 """Every /v1/api operation the simulator serves."""
 
-TOO_MANY_REQUESTS: dict[str, Any] = {"error": "Too many requests", "statusCode": 429}
-ACCOUNTS_FIRST: dict[str, Any] = {"error": "Please query /accounts first"}
-PORTFOLIO_ACCOUNTS_FIRST: dict[str, Any] = {"error": "Please query /portfolio/accounts first"}
+TOO_MANY_REQUESTS: dict[str, Any] = error_body("Too many requests", 429)
+ACCOUNTS_FIRST: dict[str, Any] = error_body("Please query /accounts first")
+PORTFOLIO_ACCOUNTS_FIRST: dict[str, Any] = error_body("Please query /portfolio/accounts first")
 UNMATCHED = "unmatched"
 _DROPPED: web.RequestKey[bool] = web.RequestKey("sim_dropped", bool)
 
@@ -272,9 +273,7 @@ def sim_stats(state: SimState) -> dict[str, Any]:
 
 
 async def _sim_reset_stats(request: web.Request) -> web.Response:
-    state = request.app[STATE_KEY]
-    state.stats.reset()
-    state.pacer.reset()
+    request.app[STATE_KEY].reset_stats()
     return json_response({"reset": True})
 
 
@@ -292,7 +291,7 @@ async def _sim_faults(request: web.Request) -> web.Response:
             raise BodyError('the body must be {"faults": "<spec>"}')
         spec = FaultSpec.parse(payload["faults"])
     except ValueError as exc:
-        return json_response({"error": str(exc)}, 400)
+        return json_response(error_body(str(exc)), 400)
     state.set_faults(spec)
     return json_response({"faults": str(spec)})
 
@@ -306,7 +305,7 @@ async def _sim_set_clock(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     clock = state.clock
     if not isinstance(clock, FixedClock):
-        return json_response({"error": "the clock is the wall clock; start with --now"}, 409)
+        return json_response(error_body("the clock is the wall clock; start with --now"), 409)
     try:
         payload = await read_json(request)
         if not isinstance(payload, dict) or not ({"now", "advance_s"} & payload.keys()):
@@ -316,7 +315,7 @@ async def _sim_set_clock(request: web.Request) -> web.Response:
         else:
             clock.advance(timedelta(seconds=float(payload["advance_s"])))
     except (ValueError, TypeError, OverflowError) as exc:
-        return json_response({"error": str(exc)}, 400)
+        return json_response(error_body(str(exc)), 400)
     return json_response({"now": clock.now().isoformat(), "settable": True})
 
 

@@ -30,8 +30,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ib_pipeline.clock import Clock
+from ib_pipeline.simulator.answers import error_body
 
-NOT_AUTHENTICATED: dict[str, Any] = {"error": "not authenticated", "statusCode": 401}
+NOT_AUTHENTICATED: dict[str, Any] = error_body("not authenticated", 401)
 """The body of every 401 the gateway sends."""
 
 SERVER_INFO: dict[str, str] = {
@@ -173,7 +174,7 @@ class GatewaySession:
                 "MAC": MAC_ADDRESS,
                 "serverInfo": dict(SERVER_INFO),
                 "fail": "",
-                "hardware_info": "3c9a2b1f|02:00:5E:10:00:01",
+                "hardware_info": f"3c9a2b1f|{MAC_ADDRESS}",
             }
 
     # -- priming and per-session memory -------------------------------------------------------

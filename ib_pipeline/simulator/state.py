@@ -38,6 +38,11 @@ class SimState:
     explicit_bad_data: BadDataSpec | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def reset_stats(self) -> None:
+        """Zero the counters and empty the penalty box (``POST /sim/reset-stats``)."""
+        self.stats.reset()
+        self.pacer.reset()
+
     def set_faults(self, spec: FaultSpec) -> None:
         """Replace the fault spec; the request numbering and the draws start over."""
         with self._lock:

@@ -1,14 +1,18 @@
-"""Ground truth for tests: exactly what the simulator serves, in the loader's own units.
+"""Ground truth for tests: what the simulator serves, and what a correct loader must end up with.
 
 A test loads data through the client, the normalisers and the warehouse, then compares the
-result with `MarketTruth`: the clean bars of any window as a ``HISTORY_BARS`` table (volume in
-shares, never lots), the values a snapshot shows as plain numbers, and, for bad-data runs, the
-list of rows a response corrupted and how, so a test can assert that exactly those rows landed
-in quarantine.
+result with the truth, in the loader's own units:
 
-It asks the same `Market` and the same pure functions the server uses (`history_window`,
-`history_response_with_report`, `Market.quote`), so it cannot drift from what is served. It
-never speaks HTTP and never changes the market.
+- `MarketTruth`: the clean bars of any window as a ``HISTORY_BARS`` table (volume in shares,
+  never lots), the values a snapshot shows as plain numbers, and, for bad-data runs, the list of
+  rows a response corrupted and how, so a test can assert that exactly those rows landed in
+  quarantine. It asks the same `Market` and the same pure functions the server uses
+  (`history_window`, `history_response_with_report`, `Market.quote`), so it cannot drift from
+  what is served.
+- `SimulatorTruth` (a `Simulator`'s ``truth``): the market's truth plus the broker's (positions,
+  cash, summary amounts, orders), read straight from the run's `Broker`.
+
+What it must never do: speak HTTP, or change the market or the broker.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import pyarrow as pa
 
 from ib_pipeline.ibkr.tables import HISTORY_BARS
 from ib_pipeline.simulator.bad_data import BadDataSpec, Corruption
+from ib_pipeline.simulator.bars import Bars
+from ib_pipeline.simulator.broker import Broker
+from ib_pipeline.simulator.epoch import from_ms
 from ib_pipeline.simulator.history import (
     MAX_BARS,
     HistoryRequestError,
@@ -29,7 +36,7 @@ from ib_pipeline.simulator.history import (
     history_window,
     parse_history_params,
 )
-from ib_pipeline.simulator.market import Bars, Market, from_ms
+from ib_pipeline.simulator.market import Market
 from ib_pipeline.timeframes import parse_bar_size
 
 
@@ -132,3 +139,32 @@ class MarketTruth:
                 quote.market_data_availability if quote.last is not None else None
             ),
         }
+
+
+class SimulatorTruth(MarketTruth):
+    """Market truth (inherited) and brokerage truth for one simulator run."""
+
+    def __init__(self, market: Market, broker: Broker) -> None:
+        super().__init__(market)
+        self._broker = broker
+
+    @property
+    def accounts(self) -> list[str]:
+        """Account ids, the trading (main) account first."""
+        return list(self._broker.account_ids)
+
+    def positions(self, account_id: str) -> list[dict[str, Any]]:
+        """The account's positions now, sorted by conid (POSITIONS column names; shares)."""
+        return self._broker.truth_positions(account_id)
+
+    def cash(self, account_id: str) -> float:
+        return self._broker.truth_cash(account_id)
+
+    def summary(self, account_id: str) -> dict[str, float]:
+        """The money amounts of the account summary now (``netliquidation``, ``totalcashvalue``,
+        ``grosspositionvalue``, ...; the ``-s`` variants equal these, ``-c`` are zero)."""
+        return self._broker.summary_values(account_id)
+
+    def orders(self) -> list[dict[str, Any]]:
+        """Every order of the run (LIVE_ORDERS column names), oldest first."""
+        return self._broker.orders.truth_orders()

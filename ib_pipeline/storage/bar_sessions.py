@@ -99,9 +99,7 @@ def locate_bars(
             session_date[rows] = dates
             in_session[rows] = inside
             at_start[rows] = starts
-    return BarLocation(
-        session_date, in_session, at_start, known[conid_index], bar_known[bar_index]
-    )
+    return BarLocation(session_date, in_session, at_start, known[conid_index], bar_known[bar_index])
 
 
 def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[npt.NDArray[np.int64], list[Any]]:

@@ -8,7 +8,7 @@ Layout (under the warehouse root; hive-style folders DuckDB reads with ``hive_pa
 ================  ==========================================================  ================
 dataset           file                                                        key
 ================  ==========================================================  ================
-bars              bars/bar_size=1min/period=2024-11-26/part.parquet           conid,bar_size,ts
+bars              bars/bar_size=1min/session_date=2024-11-26/part.parquet     conid,bar_size,ts
 quotes            quotes/date=2024-11-26/snapshot-20241126T150000000Z.parquet as_of,conid
 positions         positions/date=2024-11-26/account=U1234567/part.parquet     account,as_of,conid
 account_summary   account_summary/date=2024-11-26/account=U1234567/part.parquet account,as_of,key
@@ -17,11 +17,13 @@ contracts         contracts/part.parquet                                      co
 accounts          accounts/part.parquet                                       account_id
 ================  ==========================================================  ================
 
-- Bars are never partitioned by symbol. ``period`` is the exchange-local trading-session date
-  for bars shorter than an hour, the session month (``2024-11``) for 1h-8h bars and the year
-  (``2024``) for daily, weekly and monthly bars, so files are neither tiny nor huge. Stored bars
-  carry a ``session_date`` column (the trading session a bar belongs to: an extended-hours US
-  session crosses midnight UTC, a CME session opens the evening before its date).
+- Bars are never partitioned by symbol. The folder below ``bar_size`` is the exchange-local
+  trading-session date for bars shorter than an hour (``session_date=2024-11-26``), the session
+  month for 1h-8h bars (``session_month=2024-11``) and the year for daily, weekly and monthly
+  bars (``session_year=2024``), so files are neither tiny nor huge. Stored bars carry a
+  ``session_date`` column (the trading session a bar belongs to: an extended-hours US session
+  crosses midnight UTC, a CME session opens the evening before its date); for sub-hour bars the
+  folder names it too, so DuckDB skips whole files on a ``session_date`` filter.
 - Snapshot datasets carry ``as_of``, the time the snapshot was taken (for quotes and orders the
   store adds it from the write call; positions and summaries have it already); their ``date``
   is the UTC date of ``as_of``.
@@ -59,6 +61,21 @@ Grouper = Callable[[pa.Table], list[tuple[Partition, npt.NDArray[np.int64]]]]
 
 
 @dataclass(frozen=True)
+class Layout:
+    """One shape of partition folder inside a dataset, as DuckDB must read it.
+
+    ``pattern``: glob of the data files relative to the dataset folder; ``keys``: the hive keys
+    in those paths with their DuckDB types; ``exposed``: keys the dataset's view shows as
+    columns (the others only name folders). One dataset may have several layouts (bars: by day,
+    month or year); DuckDB reads each with its own keys and the view unions them by name.
+    """
+
+    pattern: str
+    keys: tuple[tuple[str, str], ...] = ()
+    exposed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """One dataset: its input (normaliser) schema, stored schema, key and layout."""
 
@@ -71,7 +88,7 @@ class DatasetSpec:
     sort: tuple[str, ...]  # order of rows inside a file
     time_column: str | None  # the column manifests report a range of, and windows apply to
     adds_as_of: bool  # the store adds ``as_of`` from the write call
-    hive_keys: tuple[str, ...]  # partition folder keys, in order
+    layouts: tuple[Layout, ...]  # partition folder shapes, for DuckDB
     group: Grouper  # rows -> partitions
 
     def empty(self) -> pa.Table:
@@ -116,15 +133,15 @@ def _dictionary(column: pa.ChunkedArray) -> tuple[npt.NDArray[np.int64], list[st
     return indices, [str(v) for v in encoded.dictionary.to_pylist()]
 
 
-def bar_period(bar_size: str, session_day: np.datetime64) -> str:
-    """The ``period`` partition value of a bar: session date, month or year (module doc)."""
+def bar_folder(bar_size: str, session_day: np.datetime64) -> tuple[str, str]:
+    """The partition folder key and value of a bar: its session date, month or year."""
     bar = parse_bar_size(bar_size)
     text = str(session_day.astype("datetime64[D]"))
     if bar.kind is BarKind.INTRADAY and bar.minutes < 60:
-        return text
+        return "session_date", text
     if bar.kind is BarKind.INTRADAY:
-        return text[:7]
-    return text[:4]
+        return "session_month", text[:7]
+    return "session_year", text[:4]
 
 
 def _group_bars(table: pa.Table) -> list[tuple[Partition, npt.NDArray[np.int64]]]:
@@ -145,7 +162,7 @@ def _group_bars(table: pa.Table) -> list[tuple[Partition, npt.NDArray[np.int64]]
     for rows in _split([sizes, period_code]):
         first = int(rows[0])
         label = labels[int(sizes[first])]
-        pairs = (("bar_size", label), ("period", bar_period(label, dates[first])))
+        pairs = (("bar_size", label), bar_folder(label, dates[first]))
         groups.append((Partition.from_pairs("bars", pairs), rows))
     return groups
 
@@ -196,6 +213,9 @@ def _group_all(dataset: str) -> Grouper:
     return group
 
 
+_BAR_SIZE = ("bar_size", "VARCHAR")
+
+
 def _with_as_of(schema: pa.Schema) -> pa.Schema:
     return schema.insert(0, AS_OF)
 
@@ -213,7 +233,20 @@ DATASETS: dict[str, DatasetSpec] = {
             sort=("conid", "ts"),
             time_column="ts",
             adds_as_of=False,
-            hive_keys=("bar_size", "period"),
+            layouts=(
+                Layout(
+                    "*/session_date=*/*.parquet",
+                    (("bar_size", "VARCHAR"), ("session_date", "DATE")),
+                ),
+                Layout(
+                    "*/session_month=*/*.parquet",
+                    (("bar_size", "VARCHAR"), ("session_month", "VARCHAR")),
+                ),
+                Layout(
+                    "*/session_year=*/*.parquet",
+                    (("bar_size", "VARCHAR"), ("session_year", "VARCHAR")),
+                ),
+            ),
             group=_group_bars,
         ),
         DatasetSpec(
@@ -226,7 +259,7 @@ DATASETS: dict[str, DatasetSpec] = {
             sort=("conid",),
             time_column="as_of",
             adds_as_of=True,
-            hive_keys=("date",),
+            layouts=(Layout("date=*/*.parquet", (("date", "DATE"),), exposed=("date",)),),
             group=_group_quotes,
         ),
         DatasetSpec(
@@ -239,7 +272,13 @@ DATASETS: dict[str, DatasetSpec] = {
             sort=("as_of", "conid"),
             time_column="as_of",
             adds_as_of=False,
-            hive_keys=("date", "account"),
+            layouts=(
+                Layout(
+                    "date=*/account=*/*.parquet",
+                    (("date", "DATE"), ("account", "VARCHAR")),
+                    exposed=("date",),
+                ),
+            ),
             group=_group_by_date("positions", with_account=True),
         ),
         DatasetSpec(
@@ -252,7 +291,13 @@ DATASETS: dict[str, DatasetSpec] = {
             sort=("as_of", "key"),
             time_column="as_of",
             adds_as_of=False,
-            hive_keys=("date", "account"),
+            layouts=(
+                Layout(
+                    "date=*/account=*/*.parquet",
+                    (("date", "DATE"), ("account", "VARCHAR")),
+                    exposed=("date",),
+                ),
+            ),
             group=_group_by_date("account_summary", with_account=True),
         ),
         DatasetSpec(
@@ -265,7 +310,7 @@ DATASETS: dict[str, DatasetSpec] = {
             sort=("as_of", "order_id"),
             time_column="as_of",
             adds_as_of=True,
-            hive_keys=("date",),
+            layouts=(Layout("date=*/*.parquet", (("date", "DATE"),), exposed=("date",)),),
             group=_group_by_date("orders", with_account=False),
         ),
         DatasetSpec(
@@ -278,7 +323,7 @@ DATASETS: dict[str, DatasetSpec] = {
             sort=("conid",),
             time_column=None,
             adds_as_of=False,
-            hive_keys=(),
+            layouts=(Layout("*.parquet"),),
             group=_group_all("contracts"),
         ),
         DatasetSpec(
@@ -291,7 +336,7 @@ DATASETS: dict[str, DatasetSpec] = {
             sort=("account_id",),
             time_column=None,
             adds_as_of=False,
-            hive_keys=(),
+            layouts=(Layout("*.parquet"),),
             group=_group_all("accounts"),
         ),
     )

@@ -138,19 +138,24 @@ def split_duplicates(table: pa.Table, keys: Sequence[str]) -> DuplicateSplit:
 
 
 def merge(tables: Sequence[pa.Table], keys: Sequence[str], sort_keys: Sequence[str]) -> pa.Table:
-    """Union of ``tables`` keyed by ``keys``; for a key in several tables the LAST table's row
-    wins (pass the existing partition first, newer batches after). Each table must already be
-    free of duplicate keys. The result is sorted by ``sort_keys``."""
-    present = [t for t in tables if t.num_rows]
+    """Union of ``tables`` keyed by ``keys``; for a key in several rows the row with the highest
+    ``__ordinal__`` wins, and tables without that column rank by their position in the list
+    (pass the existing partition first, newer rows after). Rows of one ordinal must have
+    unique keys. The result has no ``__ordinal__`` column and is sorted by ``sort_keys``."""
+    stamped = []
+    for position, table in enumerate(tables):
+        if ORDINAL in table.column_names:
+            stamped.append(table)
+        else:
+            ordinal = pa.array(np.full(table.num_rows, position, dtype=np.int64))
+            stamped.append(table.append_column(ORDINAL, ordinal))
+    present = [t for t in stamped if t.num_rows]
     if not present:
-        return tables[0] if tables else pa.table({})
-    if len(present) == 1:
-        return sort_by(present[0], sort_keys)
-    stamped = [
-        t.append_column(ORDINAL, pa.array(np.full(t.num_rows, i, dtype=np.int32)))
-        for i, t in enumerate(present)
-    ]
-    combined = pa.concat_tables(stamped, promote_options="default")
+        return stamped[0].drop_columns([ORDINAL]) if stamped else pa.table({})
+    combined = pa.concat_tables(present, promote_options="default")
+    ordinals = combined.column(ORDINAL)
+    if len(present) == 1 and pc.min_max(ordinals)["min"] == pc.min_max(ordinals)["max"]:
+        return sort_by(combined.drop_columns([ORDINAL]), sort_keys)  # one source: no overlap
     combined = combined.take(sort_indices(combined, [*keys, ORDINAL]))
     dup_next = same_key_as_next(combined, keys)
     keep = np.ones(combined.num_rows, dtype=bool)

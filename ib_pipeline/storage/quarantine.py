@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ib_pipeline.ibkr.tables import TS
-from ib_pipeline.storage.datasets import SESSION_DATE, DatasetSpec
+from ib_pipeline.storage.datasets import SESSION_DATE, DatasetSpec, Layout
 from ib_pipeline.storage.manifest import iso_ms
 
 QUARANTINE = "quarantine"
@@ -45,6 +45,10 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 """The columns of the quarantine dataset (``partition`` is empty when the row's values do not
 name a valid partition, e.g. an unknown bar size or an unsafe account id)."""
+
+
+QUARANTINE_LAYOUTS = (Layout("dataset=*/*.parquet", (("dataset", "VARCHAR"),)),)
+"""How DuckDB reads the quarantine folder (``dataset`` is also a column of every file)."""
 
 
 def json_value(value: Any) -> Any:

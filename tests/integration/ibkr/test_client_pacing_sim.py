@@ -43,10 +43,14 @@ async def test_two_clients_in_one_loop_share_the_budget(sim: Simulator) -> None:
     async with IbkrClient(settings) as first, IbkrClient(settings) as second:
         assert first.pacer is second.pacer
         sim.reset_stats()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         await asyncio.gather(
-            *(c.history(AAPL, "1d", "1h", start_time=END) for c in (first, second) * 12)
+            *(c.history(AAPL, "1d", "1h", start_time=END) for c in (first, second) * 5)
         )
+        elapsed = loop.time() - started
     assert sim.stats()["totals"]["429"] == 0
+    assert elapsed >= 9 / settings.pacing.global_per_s  # ten requests, one shared spacing
 
 
 async def test_an_over_eager_client_waits_out_the_penalty_box(sim: Simulator) -> None:

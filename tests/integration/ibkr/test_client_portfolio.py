@@ -42,7 +42,8 @@ def fast_sim(make_sim: Callable[..., Simulator]) -> Simulator:
 
 
 def without(table: pa.Table, column: str) -> list[dict[str, Any]]:
-    return table.drop_columns([column]).to_pylist()
+    rows: list[dict[str, Any]] = table.drop_columns([column]).to_pylist()
+    return rows
 
 
 def same_values(actual: dict[str, Any], expected: dict[str, Any]) -> bool:

@@ -28,6 +28,7 @@ def settings_for(sim: Simulator, **changes: Any) -> ClientSettings:
         keepalive_interval_s=None,
         token_env=None,
         retry=RetryPolicy(backoff_initial_s=0.01, backoff_max_s=0.05, jitter_s=0),
+        snapshot_poll_interval_s=0.05,
     )
     return base.with_changes(**changes)
 
@@ -81,11 +82,14 @@ async def test_keepalive_prevents_expiry(make_sim: Callable[..., Simulator]) -> 
     def tickles() -> int:
         return int(sim.stats()["endpoints"].get("POST /tickle", {}).get("requests", 0))
 
+    def more_tickles_than(count: int) -> Callable[[], bool]:
+        return lambda: tickles() > count
+
     async with IbkrClient(settings_for(sim, keepalive_interval_s=0.05)) as client:
         for _ in range(2):
             seen = tickles()
             sim.advance(timedelta(seconds=200))
-            await wait_for(lambda seen=seen: tickles() > seen)  # type: ignore[misc]
+            await wait_for(more_tickles_than(seen))
         await client.history(AAPL, "1d", "1h")
     stats = sim.stats()
     assert stats["session"]["expirations"] == 0

@@ -28,7 +28,7 @@ from ib_pipeline.ibkr.session import SessionKeeper, priming_asked_for
 from ib_pipeline.ibkr.settings import RetryPolicy
 
 BASE = "https://localhost:5000/v1/api"
-EXAMPLES = Path("/work/shared/spec/examples")
+EXAMPLES = Path(__file__).resolve().parents[3] / "spec" / "examples"
 
 
 class ScriptedGateway:

@@ -22,7 +22,7 @@ from ib_pipeline.ibkr.orders import _question, _single_answer
 from ib_pipeline.ibkr.raw import RawResponse
 from ib_pipeline.ibkr.tables import SCHEMAS
 
-EXAMPLES = Path("/work/shared/spec/examples")
+EXAMPLES = Path(__file__).resolve().parents[3] / "spec" / "examples"
 AS_OF = datetime(2024, 4, 3, 15, 0, tzinfo=UTC)
 
 

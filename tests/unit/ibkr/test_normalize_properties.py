@@ -34,7 +34,7 @@ def same(a: float | None, b: float | None) -> bool:
         return a is b
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
-    return a == b or math.isclose(a, b, rel_tol=1e-12)
+    return a == b or math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-300)
 
 
 def roundtrip(payload: Any) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ib_pipeline.clock import FixedClock
+from ib_pipeline.simulator.epoch import from_ms, to_ms
 from ib_pipeline.simulator.history import (
     HISTORY_ERRORS,
     MAX_BARS,
@@ -17,7 +18,7 @@ from ib_pipeline.simulator.history import (
     history_window,
 )
 from ib_pipeline.simulator.instruments import by_conid, by_symbol
-from ib_pipeline.simulator.market import Market, from_ms, to_ms
+from ib_pipeline.simulator.market import Market
 from ib_pipeline.simulator.truth import MarketTruth
 from ib_pipeline.timeframes import parse_period
 

@@ -7,8 +7,9 @@ from datetime import UTC, date, datetime
 import pytest
 
 from ib_pipeline.clock import FixedClock
+from ib_pipeline.simulator.epoch import to_ms
 from ib_pipeline.simulator.instruments import by_symbol
-from ib_pipeline.simulator.market import Market, to_ms
+from ib_pipeline.simulator.market import Market
 from ib_pipeline.simulator.snapshot import (
     FIELD_NAMES,
     format_volume_short,

@@ -13,10 +13,12 @@ import pytest
 
 from ib_pipeline.clock import FixedClock
 from ib_pipeline.ibkr.tables import HISTORY_BARS
+from ib_pipeline.simulator.answers import NonFiniteJson, encode_body
 from ib_pipeline.simulator.bad_data import BadDataSpec, BadKind, closed_instant_ms
-from ib_pipeline.simulator.history import NonFiniteJson, encode_body, history_response
+from ib_pipeline.simulator.epoch import from_ms
+from ib_pipeline.simulator.history import history_response
 from ib_pipeline.simulator.instruments import by_symbol
-from ib_pipeline.simulator.market import Market, from_ms
+from ib_pipeline.simulator.market import Market
 from ib_pipeline.simulator.truth import MarketTruth
 from ib_pipeline.timeframes import parse_bar_size
 

@@ -1,0 +1,183 @@
+"""Benchmark: research queries through `ib_pipeline.warehouse.connect()` versus a native table.
+
+About 4M one-minute bars (``--conids`` instruments x ``--sessions`` regular sessions of 390
+bars) are written through the store (validated, one partition per session, sorted by conid and
+ts, row groups of 16k rows), with a ``contracts`` row per instrument. Three queries run through
+the views of `connect()` and, in the same process, against native DuckDB tables holding the same
+rows (``CREATE TABLE ... AS SELECT * FROM <view>``):
+
+1. daily OHLCV per symbol, for all symbols and sessions (goal: <= 4x native);
+2. VWAP per symbol for one session (goal: <= 3x native);
+3. one symbol's bars over its last 5 sessions (goal: <= 2x native).
+
+Each query runs ``--repeat`` times after one warm-up; the median is reported, with the ratio.
+
+Run: ``.venv/bin/python -m bench.query_latency [--conids 100] [--sessions 100]``.
+The last line of output is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from ib_pipeline.clock import FixedClock
+from ib_pipeline.ibkr.tables import CONTRACTS, HISTORY_BARS
+from ib_pipeline.sessions import US_EQUITY, bar_starts, calendar_for
+from ib_pipeline.store import Batch, Store
+from ib_pipeline.timeframes import parse_bar_size
+from ib_pipeline.warehouse import connect
+
+FIRST_CONID = 900_200_000
+LAST_SESSION = date(2024, 11, 26)
+NOW = datetime(2024, 11, 28, tzinfo=UTC)
+
+QUERIES: dict[str, tuple[str, float]] = {
+    "daily_ohlcv_all_symbols": (
+        """
+        SELECT c.symbol, b.session_date,
+               arg_min(b.open, b.ts) AS open, max(b.high) AS high, min(b.low) AS low,
+               arg_max(b.close, b.ts) AS close, sum(b.volume) AS volume
+        FROM {bars} AS b JOIN {contracts} AS c USING (conid)
+        WHERE b.bar_size = '1min'
+        GROUP BY c.symbol, b.session_date
+        """,
+        4.0,
+    ),
+    "vwap_one_day": (
+        """
+        SELECT c.symbol, sum(b.close * b.volume) / sum(b.volume) AS vwap
+        FROM {bars} AS b JOIN {contracts} AS c USING (conid)
+        WHERE b.bar_size = '1min' AND b.session_date = DATE '{day}'
+        GROUP BY c.symbol
+        """,
+        3.0,
+    ),
+    "one_symbol_last_5_days": (
+        """
+        SELECT b.ts, b.open, b.high, b.low, b.close, b.volume
+        FROM {bars} AS b JOIN {contracts} AS c USING (conid)
+        WHERE c.symbol = '{symbol}' AND b.bar_size = '1min' AND b.session_date >= DATE '{since}'
+        ORDER BY b.ts
+        """,
+        2.0,
+    ),
+}
+
+
+def bars_of_session(conids: int, day: date, rng: np.random.Generator) -> pa.Table:
+    session = calendar_for(US_EQUITY).session(day)
+    starts = bar_starts(session, parse_bar_size("1min"), False)
+    n = len(starts) * conids
+    close = 50 + np.cumsum(rng.normal(0, 0.02, n))
+    open_ = close + rng.normal(0, 0.01, n)
+    spread = rng.uniform(0.01, 0.05, n)
+    return pa.table(
+        {
+            "conid": np.repeat(np.arange(FIRST_CONID, FIRST_CONID + conids, dtype=np.int64),
+                               len(starts)),
+            "bar_size": ["1min"] * n,
+            "ts": pa.array(np.tile(starts, conids)).cast(HISTORY_BARS.field("ts").type),
+            "open": open_,
+            "high": np.maximum(open_, close) + spread,
+            "low": np.minimum(open_, close) - spread,
+            "close": close,
+            "volume": rng.integers(1, 100, n).astype(np.float64) * 100,
+        },
+        schema=HISTORY_BARS,
+    )  # fmt: skip
+
+
+def build(root: Path, conids: int, sessions: int) -> tuple[int, list[date]]:
+    store = Store(root, clock=FixedClock(NOW))
+    contracts = pa.Table.from_pylist(
+        [
+            {"conid": FIRST_CONID + i, "symbol": f"SYM{i:04d}", "sec_type": "STK",
+             "exchanges": "NASDAQ"}
+            for i in range(conids)
+        ],
+        schema=CONTRACTS,
+    )  # fmt: skip
+    store.write("contracts", contracts, source={"bench": "query_latency"}, run_id="bench")
+    days = calendar_for(US_EQUITY).previous_session_dates(LAST_SESSION, sessions)
+    hours = {FIRST_CONID + i: US_EQUITY for i in range(conids)}
+    rng = np.random.default_rng(11)
+    rows = 0
+    for chunk in range(0, len(days), 10):
+        batches = [
+            Batch(bars_of_session(conids, day, rng), {"bench": str(day)}, hours=hours)
+            for day in days[chunk : chunk + 10]
+        ]
+        rows += store.load("bars", batches, run_id="bench").rows_valid
+    return rows, days
+
+
+def timed(con: duckdb.DuckDBPyConnection, sql: str, repeat: int) -> tuple[float, int]:
+    con.execute(sql).fetchall()  # warm-up: metadata and file caches
+    times, count = [], 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        count = len(con.execute(sql).fetchall())
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--conids", type=int, default=100)
+    parser.add_argument("--sessions", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-query-"))
+    try:
+        root = folder / "warehouse"
+        started = time.perf_counter()
+        rows, days = build(root, args.conids, args.sessions)
+        files = len(list((root / "bars").rglob("*.parquet")))
+        print(f"wrote {rows} bars in {files} files in {time.perf_counter() - started:.1f} s")
+
+        con = connect(root)
+        con.execute("CREATE TABLE bars_native AS SELECT * FROM bars")
+        con.execute("CREATE TABLE contracts_native AS SELECT * FROM contracts")
+        params = {"day": days[-1].isoformat(), "since": days[-5].isoformat(),
+                  "symbol": f"SYM{args.conids // 2:04d}"}  # fmt: skip
+        figures: dict[str, object] = {
+            "benchmark": "query_latency",
+            "rows": rows,
+            "files": files,
+            "duckdb": duckdb.__version__,
+        }
+        all_met = True
+        for name, (template, goal) in QUERIES.items():
+            view_sql = template.format(bars="bars", contracts="contracts", **params)
+            native_sql = template.format(bars="bars_native", contracts="contracts_native", **params)
+            view_s, view_rows = timed(con, view_sql, args.repeat)
+            native_s, native_rows = timed(con, native_sql, args.repeat)
+            assert view_rows == native_rows > 0, (name, view_rows, native_rows)
+            ratio = view_s / native_s
+            all_met = all_met and ratio <= goal
+            print(f"{name}: views {view_s * 1000:.1f} ms, native {native_s * 1000:.1f} ms, "
+                  f"ratio {ratio:.2f} (goal <= {goal}), {view_rows} rows")  # fmt: skip
+            figures[f"{name}_ms"] = round(view_s * 1000, 2)
+            figures[f"{name}_native_ms"] = round(native_s * 1000, 2)
+            figures[f"{name}_ratio"] = round(ratio, 2)
+            figures[f"{name}_goal"] = goal
+        figures["all_goals_met"] = all_met
+        print(json.dumps(figures))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
