@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -37,7 +38,7 @@ from assets.bar_plan import (
     sessions_in_keys,
 )
 from assets.contract_lookup import resolved_contracts
-from assets.partitions import Granularity, granularity
+from assets.partitions import Granularity, granularity, key_dates
 from assets.progress import LoadProgress, NullProgress
 from assets.verify import (
     ContractVerdict,
@@ -49,7 +50,7 @@ from assets.verify import (
 )
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.sessions import TradingHours
-from ib_pipeline.storage.datasets import dataset_spec
+from ib_pipeline.storage.datasets import bar_folder, dataset_spec
 from ib_pipeline.storage.paths import Partition
 from ib_pipeline.store import Batch, Store, WriteResult
 from ib_pipeline.timeframes import BarSize
@@ -59,8 +60,11 @@ DATASET = "bars"
 
 
 def partition_id(bar: BarSize, key: str) -> str:
-    """The store's partition id of bars of ``bar`` for partition key ``key``."""
-    return Partition.from_pairs(DATASET, (("bar_size", bar.label), ("period", key))).id
+    """The store's partition id of bars of ``bar`` for partition key ``key`` (the store names
+    the folder: ``session_date=``, ``session_month=`` or ``session_year=``)."""
+    first_day, _ = key_dates(key, granularity(bar))
+    folder = bar_folder(bar.label, np.datetime64(first_day, "D"))
+    return Partition.from_pairs(DATASET, (("bar_size", bar.label), folder)).id
 
 
 @dataclass
@@ -137,7 +141,17 @@ async def load_bars(
         for chunk, windows in zip(chunks, planned, strict=True):
             batches = await _fetch(client, windows, universe.outside_rth, load, sink)
             only = {partition_id(bar, key) for key in chunk}
+            # ``only`` keeps a replace from touching partitions outside the chunk (which would
+            # lose other instruments' rows); every fetched row must land in one of them.
             written = store.load(DATASET, batches, run_id=run_id, mode="replace", only=only)
+            fetched = sum(int(b.table.num_rows) for b in batches)
+            landed = written.rows_valid + written.rows_quarantined + written.duplicates_collapsed
+            if landed != fetched:
+                raise RuntimeError(
+                    f"{load.asset}: {fetched - landed} of {fetched} fetched bars fell outside the "
+                    f"run's partitions ({', '.join(sorted(only)[:3])}...): the partition ids "
+                    "do not match the store's layout"
+                )
             load.writes.append(written)
             _note_range(load, batches)
     finally:
@@ -163,7 +177,7 @@ def _stored_complete(
         manifest = store.manifest(DATASET, partition_id(bar, key))
     except FileNotFoundError:
         return False
-    return is_complete(manifest, expectation(contracts, key, grain, universe.outside_rth))
+    return is_complete(manifest, expectation(contracts, key, grain, universe.outside_rth, bar))
 
 
 async def _fetch(

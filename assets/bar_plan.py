@@ -7,9 +7,13 @@ partitions the store already holds completely (gap-aware loading, unless ``refet
 very long ranges into chunks of bounded size so memory stays flat however long the backfill.
 
 A stored partition is complete when its manifest is current (``ok``), it holds every
-instrument that had a session in it, and it was written after the last of those sessions
-closed. An instrument that never has data in a period (listed later than ``history_start``)
-keeps its partitions incomplete, which costs one "No data." request per run.
+instrument that had a session in it, its last load quarantined nothing, it holds at least as
+many bars as those sessions imply (`ib_pipeline.sessions.bar_starts`, for intraday and daily
+bars), and it was written after the last of those sessions closed. A partition that falls short
+(bad rows, a hole) is therefore fetched again by the next run without being asked. The price:
+an instrument that truly has no bar in some minutes (an illiquid stock: IBKR sends no bar for a
+minute without trades) or no data at all in a period (listed after ``history_start``) keeps its
+partitions incomplete, which costs its range's requests again on every run.
 
 Pure planning: this module never makes requests, never writes, and never imports dagster.
 """
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from assets.partitions import Granularity, key_dates, key_for_date
-from ib_pipeline.sessions import Session, calendar_for
+from ib_pipeline.sessions import Session, bar_starts, calendar_for
 from ib_pipeline.storage.manifest import STATUS_OK, Manifest
 from ib_pipeline.timeframes import BarKind, BarSize
 from ib_pipeline.universe import ResolvedContract
@@ -145,11 +149,12 @@ def chunk_keys(
 
 @dataclass(frozen=True)
 class KeyExpectation:
-    """What a complete partition holds: the conids with a session in it, and when the last of
-    those sessions closed."""
+    """What a complete partition holds: the conids with a session in it, when the last of
+    those sessions closed, and how many bars their sessions imply (0: not countable)."""
 
     conids: frozenset[int]
     last_close: datetime | None
+    bars: int = 0
 
 
 def expectation(
@@ -157,9 +162,12 @@ def expectation(
     key: str,
     grain: Granularity,
     outside_rth: bool,
+    bar: BarSize | None = None,
 ) -> KeyExpectation:
     conids: set[int] = set()
     last_close: datetime | None = None
+    bars = 0
+    countable = bar is not None and bar.kind in (BarKind.INTRADAY, BarKind.DAY)
     for contract in contracts:
         sessions = sessions_in_keys(contract, [key], grain)
         if not sessions:
@@ -167,7 +175,9 @@ def expectation(
         conids.add(contract.conid)
         close = sessions[-1].bounds(outside_rth)[1]
         last_close = close if last_close is None or close > last_close else last_close
-    return KeyExpectation(frozenset(conids), last_close)
+        if countable and bar is not None:
+            bars += sum(len(bar_starts(s, bar, outside_rth)) for s in sessions)
+    return KeyExpectation(frozenset(conids), last_close, bars)
 
 
 def is_complete(manifest: Manifest | None, expected: KeyExpectation) -> bool:
@@ -177,6 +187,8 @@ def is_complete(manifest: Manifest | None, expected: KeyExpectation) -> bool:
     if not expected.conids:
         return True
     if not expected.conids <= set(manifest.conids):
+        return False
+    if manifest.quarantined_rows or manifest.rows < expected.bars:
         return False
     if expected.last_close is None or not manifest.written_at:
         return False

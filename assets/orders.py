@@ -55,7 +55,11 @@ def build_orders_asset() -> dg.AssetsDefinition:
 
         table, requests = asyncio.run(run())
         result = store.write(
-            "orders", table, source={"endpoint": "live_orders"}, run_id=context.run.run_id, as_of=as_of
+            "orders",
+            table,
+            source={"endpoint": "live_orders"},
+            run_id=context.run.run_id,
+            as_of=as_of,
         )
         accounts = sorted({str(a) for a in table.column("account").to_pylist()})
         yield from write_results(

@@ -10,7 +10,7 @@ rows (``CREATE TABLE ... AS SELECT * FROM <view>``):
 2. VWAP per symbol for one session (goal: <= 3x native);
 3. one symbol's bars over its last 5 sessions (goal: <= 2x native).
 
-Each query runs ``--repeat`` times after one warm-up; the median is reported, with the ratio.
+Each query runs ``--repeat`` (15) times after one warm-up; the median is reported, with the ratio.
 
 Run: ``.venv/bin/python -m bench.query_latency [--conids 100] [--sessions 100]``.
 The last line of output is one JSON object.
@@ -136,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--conids", type=int, default=100)
     parser.add_argument("--sessions", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="bench-query-"))

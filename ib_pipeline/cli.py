@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from ib_pipeline.simulator.cli import sim
+from ib_pipeline.warehouse_cli import COMMANDS as WAREHOUSE_COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,3 +15,5 @@ def main() -> None:
 
 
 main.add_command(sim)
+for command in WAREHOUSE_COMMANDS:
+    main.add_command(command)

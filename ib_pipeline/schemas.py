@@ -11,7 +11,9 @@ over rows except to write the reasons of rejected ones.
 Policies
 --------
 - A row failing any check is rejected with every failed check's name (``open:greater_than(0)``,
-  ``high_ge_open_close``, ``ts_in_session``...); the valid rows of the same batch are kept.
+  ``high_ge_open_close``, ``ts_in_session``..., joined by ``; ``); the valid rows of the same
+  batch are kept. Bars of a conid without trading hours are rejected
+  (``conid_trading_hours_known``): the exchange is never guessed.
 - Keys are unique per batch (bars: conid, bar size, ts). Exact duplicate rows collapse to one,
   counted in ``ValidationResult.duplicates_collapsed``; conflicting duplicates (same key,
   different values) are all rejected as ``duplicate_key_conflict`` (`storage.keys`).

@@ -12,6 +12,23 @@ and the benchmarks talk to it over real HTTP.
 
 Exports are loaded lazily so that importing the package (the ``ib-pipeline`` CLI does) stays
 cheap; the market and the server load on first use.
+
+The modules, from the outside in:
+
+- Running it: `runner` (`Simulator`, a server on a background thread), `cli` (``ib-pipeline
+  sim``), `config` (every setting and default), `state` (what one run holds), `tls`.
+- HTTP: `server` (the app and its middleware: pacing, faults, session checks), `routes_base`
+  (route table entry, JSON responses), one `routes_*` module per API area.
+- Gateway behaviour: `session` (SSO and brokerage sessions), `pacing` (limits, penalty box),
+  `faults` (which request fails, and how), `stats` (counters for tests).
+- Payloads, no HTTP: `history`, `snapshot`, `search`, `broker` (accounts, portfolio),
+  `broker_orders`, `broker_contracts`, `bad_data` (corrupted history rows), `answers` (error
+  bodies, JSON encoding), `params` (numbers and flags read from requests).
+- The market: `instruments` (the universe), `price_model` (a session's minutes from the seed),
+  `bars` (bar containers, exact aggregation), `market` (what is complete at the clock's time,
+  quotes), `epoch` (epoch milliseconds).
+- Checking a loader: `truth` (`MarketTruth`, `SimulatorTruth`), `spec_deviations` (where the
+  real gateway departs from the OpenAPI spec).
 """
 
 from __future__ import annotations

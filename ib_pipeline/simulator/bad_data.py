@@ -12,6 +12,9 @@ market and the ground truth's clean bars never see a defect.
 NaN and infinite prices are real float NaN/inf in the rows; JSON has no such values, so the
 encoder writes the literal tokens ``NaN`` and ``Infinity`` (which Python's ``json`` module reads
 back). See `answers.encode_body`.
+
+What it must never do: corrupt anything but the rows it is given (never the market, never the
+ground truth's bars), or draw from a generator that is not seeded by the spec and the request.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Only parses options, prints where the server listens, and waits for a signal; the server is the
 same one `Simulator` runs in tests. Heavy imports happen inside the command so that
 ``ib-pipeline --help`` stays fast.
+
+What it must never do: print the bearer token, or serve anything the `Simulator` would not.
 """
 
 from __future__ import annotations

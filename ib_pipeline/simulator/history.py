@@ -359,7 +359,7 @@ def _rows(bars: Bars, instrument: Instrument, source: Source) -> list[dict[str, 
         lows = bars.low.tolist()
         volumes = (bars.volume_shares / instrument.lot_size).tolist()
     else:
-        spread = instrument.spread_ticks * instrument.min_tick if source is Source.BID_ASK else 0.0
+        spread = instrument.half_spread if source is Source.BID_ASK else 0.0
         decimals = instrument.price_decimals
         highs = [round(h + spread, decimals) for h in bars.high.tolist()]
         lows = [max(round(x - spread, decimals), instrument.min_tick) for x in bars.low.tolist()]

@@ -9,7 +9,7 @@ Each instrument also carries the few numbers that shape its synthetic market (a 
 daily volatility, an average daily volume, a quoted spread). They are fixed per instrument and do
 not depend on the seed: the seed decides the path, these decide its scale.
 
-This module holds data and lookups only. It never generates prices (see `market`) and never
+This module holds data and lookups only. It never generates prices (see `price_model`) and never
 speaks HTTP.
 """
 
@@ -88,6 +88,11 @@ class Instrument:
     def ticks_per_unit(self) -> int:
         """How many ticks make one unit of price (100 for 0.01): prices are integers over this."""
         return round(1 / self.min_tick)
+
+    @property
+    def half_spread(self) -> float:
+        """How far the bid and the ask sit from the last price (``spread_ticks`` ticks)."""
+        return self.spread_ticks * self.min_tick
 
     @property
     def price_factor(self) -> int:

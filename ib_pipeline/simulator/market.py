@@ -349,7 +349,7 @@ class Market:
         )
         ended = quote_session.bounds_ms(True)[1] <= now_ms
         decimals = instrument.price_decimals
-        spread = instrument.spread_ticks * instrument.min_tick
+        spread = instrument.half_spread
         unit = {"STK": instrument.lot_size, "CASH": 100_000}.get(instrument.sec_type, 1)
         sizes = np.random.default_rng([self.seed, conid, now_ms // MS_PER_MINUTE, 2]).integers(
             1, [60, 60, 10]

@@ -2,6 +2,9 @@
 
 Besides answering, each call primes its half of the session (the gateway requires them before
 snapshots/orders and before the portfolio endpoints respectively).
+
+What it must never do: build the account payloads (the `Broker` does) or check the session
+(the middleware does).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A route declares its needs (`Access`, `Priming`, its pacing `Limit`) next to its handler, and the
 server's middleware enforces them before the handler runs, so a handler only ever sees a request
 that is allowed, paced and primed. Handlers never raise for bad input: they answer the gateway's
-error body through `bad_request` and friends (the bodies themselves are `answers`').
+error body through `bad_request` and friends (the bodies themselves come from `answers`).
 
 What it must never do: build a payload or decide an answer; it only carries them over HTTP.
 """

@@ -3,6 +3,9 @@
 The market core (`snapshot`, `history`, `search`) builds the payloads; this module parses the
 HTTP request, applies the gateway's request limits (100 conids, 50 fields per snapshot) and the
 per-session pre-flight, and answers the gateway's 400 for malformed requests.
+
+What it must never do: compute or format market values (the core modules do), or check the
+session and pacing (the middleware does).
 """
 
 from __future__ import annotations

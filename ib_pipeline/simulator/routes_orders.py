@@ -3,6 +3,8 @@
 The order flow itself lives in `ib_pipeline.simulator.broker_orders`; this module reads the JSON
 bodies and query parameters and implements the live-orders quirk: the first call of a brokerage
 session answers an empty list with ``snapshot: false``.
+
+What it must never do: validate, fill or book an order (`broker_orders` and the `Broker` do).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Payloads come from the `Broker`; this module validates the path parameters and answers the
 gateway's 400 for an unknown account or a page id that is not a number.
+
+What it must never do: value positions or build the payloads (the `Broker` does).
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Shapes follow the gateway (spec/examples/auth_status_3.json, sso_validate_1.json and IBKR's
 documentation of ``/tickle``). Whether a request may reach these handlers at all is decided by
 the middleware from each route's `Access`.
+
+What it must never do: hold session state itself (`GatewaySession` does) or decide access.
 """
 
 from __future__ import annotations

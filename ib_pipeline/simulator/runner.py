@@ -8,6 +8,9 @@ clock, market, broker and ground truth, and its methods change the run (faults, 
 session drop) from the test's thread.
 
 The CLI uses the same pieces (`build_state`, `start_site`) in the foreground instead.
+
+What it must never do: answer requests itself (the server does), or leave a thread, a loop, a
+port or a TLS file behind once stopped.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ way to make a non-conforming payload pass, so each entry names its evidence.
 What is not a deviation: extra keys (the spec's objects are open, and the real gateway sends many
 more fields than the spec lists), and error bodies on non-200 statuses (the spec documents only
 the 200 answers).
+
+What it must never do: loosen the spec beyond the listed entries, or hold an entry without its
+evidence.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 The route handlers, the middleware and the `Simulator` facade all work on one `SimState`; it is
 built once per run by `build_state` from a `SimulatorConfig` (and an optional clock), so the
 server has no module-level globals and two simulators in one process never share anything.
+
+What it must never do: hold request logic; it only bundles the run's parts and swaps the fault
+and bad-data settings under its lock.
 """
 
 from __future__ import annotations

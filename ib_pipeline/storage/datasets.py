@@ -360,6 +360,8 @@ def conform(spec: DatasetSpec, table: pa.Table, schema: pa.Schema | None = None)
     names and types, in schema order, schema metadata dropped. Raises ValueError naming every
     missing, extra or mistyped column; a wrong table is a caller bug, not bad data."""
     target = spec.input_schema if schema is None else schema
+    if table.schema.equals(target, check_metadata=True):
+        return table  # the normalisers' own output: nothing to check or reorder
     names = set(table.column_names)
     wanted = set(target.names)
     problems = []

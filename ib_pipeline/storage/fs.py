@@ -2,7 +2,7 @@
 
 Why: the store must work unchanged on a laptop disk and on an object store. This module is the
 only place that knows the difference. Everything above it speaks in root-relative POSIX paths
-("bars/bar_size=1min/period=2024-11-26/part.parquet") that `paths` built and validated.
+("bars/bar_size=1min/session_date=2024-11-26/part.parquet") that `paths` built and validated.
 
 Atomicity
 ---------

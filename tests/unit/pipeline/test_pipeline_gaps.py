@@ -50,9 +50,7 @@ def test_gaps_name_missing_and_extra_bars() -> None:
     wanted = [int(t) for t in expected_bars(session, minute, False, now_ms)]
     stray = wanted[-1] + 60_000  # 13:00 New York: after the half day's close
     stored = bars([t for t in wanted if t not in (wanted[5], wanted[6])] + [stray])
-    gaps = find_gaps(
-        stored, [AAPL], {AAPL.conid: [session]}, minute, outside_rth=False, now=LATER
-    )
+    gaps = find_gaps(stored, [AAPL], {AAPL.conid: [session]}, minute, outside_rth=False, now=LATER)
     assert len(gaps) == 1
     gap = gaps[0]
     assert (gap.symbol, gap.session) == ("AAPL", "2024-11-29")

@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
+from assets.bar_loader import partition_id
 from assets.bar_plan import (
     KeyExpectation,
     chunk_keys,
@@ -24,7 +26,7 @@ from assets.partitions import (
     keys_between,
     keys_in_range,
 )
-from ib_pipeline.storage.datasets import bar_period
+from ib_pipeline.storage.datasets import DATASETS
 from ib_pipeline.storage.manifest import STATUS_OK, Manifest
 from ib_pipeline.timeframes import parse_bar_size
 from ib_pipeline.universe import InstrumentConfig, ResolvedContract, parse_universe
@@ -58,12 +60,18 @@ WITH_FOREX = universe(
 )  # fmt: skip
 def test_partition_keys_are_the_store_periods(label: str, grain: Granularity, key: str) -> None:
     bar = parse_bar_size(label)
-    import numpy as np
-
     assert granularity(bar) is grain
-    assert bar_period(label, np.datetime64("2024-11-26")) == key
     partitions = bars_partitions_def(bar, STOCKS)
     assert partitions.has_partition_key(key)
+    # The store files a bar of session 2024-11-26 under the partition id of that key.
+    row = {
+        "conid": 1, "bar_size": label, "ts": datetime(2024, 11, 26, 15, tzinfo=UTC),
+        "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0,
+        "session_date": date(2024, 11, 26),
+    }  # fmt: skip
+    spec = DATASETS["bars"]
+    groups = spec.group(pa.Table.from_pylist([row], schema=spec.schema))
+    assert [p.id for p, _ in groups] == [partition_id(bar, key)]
 
 
 def test_session_partitions_skip_days_nobody_trades() -> None:
@@ -147,20 +155,20 @@ def test_chunks_bound_the_bars_per_chunk() -> None:
     ]  # fmt: skip
 
 
-def manifest(conids: list[int], written_at: str, status: str = STATUS_OK) -> Manifest:
+def manifest(
+    conids: list[int], written_at: str, status: str = STATUS_OK, rows: int = 1440, bad: int = 0
+) -> Manifest:
     return Manifest(
-        dataset="bars", partition="p", data_file="f", rows=1, content_sha256="x", size_bytes=1,
-        time_column="ts", time_min=None, time_max=None, key_range={}, conids=conids, sources=[],
-        run_id="r", written_at=written_at, quarantined_rows=0,
+        dataset="bars", partition="p", data_file="f", rows=rows, content_sha256="x",
+        size_bytes=1, time_column="ts", time_min=None, time_max=None, key_range={},
+        conids=conids, sources=[], run_id="r", written_at=written_at, quarantined_rows=bad,
     ).with_status(status)  # fmt: skip
 
 
 def test_completeness_of_a_stored_partition() -> None:
     expected = expectation([aapl(), eurusd()], "2024-11-28", Granularity.SESSION, False)
     # Thanksgiving: only the forex pair trades; its session closes at midnight UTC.
-    assert expected == KeyExpectation(
-        frozenset({12087792}), datetime(2024, 11, 29, tzinfo=UTC)
-    )
+    assert expected == KeyExpectation(frozenset({12087792}), datetime(2024, 11, 29, tzinfo=UTC))
     assert is_complete(manifest([12087792], "2024-11-29T00:00:00.000Z"), expected)
     assert not is_complete(manifest([12087792], "2024-11-28T21:00:00.000Z"), expected)
     assert not is_complete(manifest([], "2024-12-01T00:00:00.000Z"), expected)

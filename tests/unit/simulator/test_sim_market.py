@@ -10,11 +10,11 @@ import pytest
 
 from ib_pipeline.clock import FixedClock
 from ib_pipeline.sessions import bar_starts, month_bar_start_ms
-from ib_pipeline.simulator import market as market_module
 from ib_pipeline.simulator.bars import Bars
 from ib_pipeline.simulator.epoch import to_ms
 from ib_pipeline.simulator.instruments import UNIVERSE, by_conid, by_symbol
 from ib_pipeline.simulator.market import Market
+from ib_pipeline.simulator.price_model import generate_tape
 from ib_pipeline.timeframes import parse_bar_size
 
 AAPL, SPY, EURUSD = 265598, 756733, 12087792
@@ -113,13 +113,13 @@ def test_prices_stay_near_the_instrument_scale_over_twenty_years() -> None:
 def test_a_day_is_generated_on_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     """A 2016 session costs one generation, like yesterday's: nothing is chained."""
     calls: list[date] = []
-    real = market_module.generate_tape
+    real = generate_tape
 
     def counting(*args: object, **kwargs: object) -> object:
         calls.append(args[3].date)  # type: ignore[attr-defined]
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(market_module, "generate_tape", counting)
+    monkeypatch.setattr("ib_pipeline.simulator.market.generate_tape", counting)
     old = make_market().minute_bars(AAPL, date(2016, 3, 14), False)
     assert calls == [date(2016, 3, 14)]
     recent = make_market().minute_bars(AAPL, date(2024, 12, 2), False)

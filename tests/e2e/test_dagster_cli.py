@@ -1,0 +1,114 @@
+"""`ib-pipeline backfill` and `ib-pipeline demo` from the command line.
+
+The backfill runs against a simulator on the wall clock (as `make sim` does): the loader uses
+the wall clock too, so a past week is complete on both sides."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from ib_pipeline.demo import run_demo
+from ib_pipeline.pipeline_cli import backfill
+
+if TYPE_CHECKING:
+    from ib_pipeline.simulator import Simulator
+
+UNIVERSE = """\
+history_start: 2025-01-02
+bar_sizes: [1min, 1d]
+instruments:
+  - {symbol: AAPL, sec_type: STK, exchange: NASDAQ}
+  - {symbol: IBM, sec_type: STK, exchange: NYSE}
+"""
+
+
+@pytest.fixture
+def wall_clock_sim(make_sim: Callable[..., Simulator]) -> Simulator:
+    return make_sim(now=None)
+
+
+def invoke(sim: Simulator, tmp_path: Path, *args: str) -> tuple[int, str]:
+    universe = tmp_path / "universe.yaml"
+    universe.write_text(UNIVERSE)
+    common = ["--universe", str(universe), "--warehouse", str(tmp_path / "wh"), "--ephemeral"]
+    result = CliRunner().invoke(
+        backfill,
+        [*args, *common],
+        env={"IB_PIPELINE_BASE_URL": sim.base_url, "COLUMNS": "160"},
+        catch_exceptions=False,
+    )
+    return result.exit_code, result.output
+
+
+def test_backfill_is_one_run_with_a_summary_then_skips_what_is_complete(
+    wall_clock_sim: Simulator, tmp_path: Path
+) -> None:
+    # Thanksgiving week 2025: four sessions (the Thursday is a holiday, the Friday a half day).
+    args = ("--asset", "bars_1min", "--start", "2025-11-22", "--end", "2025-11-30")
+    code, output = invoke(wall_clock_sim, tmp_path, *args)
+    assert code == 0, output
+    assert "bars_1min 2025-11-24 .. 2025-11-28" in output
+    lines = {" ".join(line.replace("│", " ").split()) for line in output.splitlines()}
+    assert "partitions 4" in lines
+    assert "skipped (already complete) 0" in lines
+    assert "rows written 2,760" in lines  # 2 stocks x (3 x 390 + 210)
+    assert "check complete passed" in lines and "check quarantine_empty passed" in lines
+    assert (tmp_path / "wh" / "bars" / "bar_size=1min").is_dir()
+
+    code, output = invoke(wall_clock_sim, tmp_path, *args)
+    assert code == 0, output
+    lines = {" ".join(line.replace("│", " ").split()) for line in output.splitlines()}
+    assert "skipped (already complete) 4" in lines and "rows written 0" in lines
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--asset", "bars_1min", "--start", "2025-11-28", "--end", "2025-11-24"), "is after"),
+        (("--asset", "bars_1min", "--start", "2025-11-29", "--end", "2025-11-30"),
+         "no partition between 2025-11-29 and 2025-11-30"),
+        (("--asset", "bars_5min", "--start", "2025-11-24", "--end", "2025-11-24"),
+         "unknown asset 'bars_5min'; assets: account_summary"),
+        (("--asset", "contracts", "--start", "2025-11-24", "--end", "2025-11-24"),
+         "contracts is not partitioned"),
+        (("--asset", "bars_1min"), "bars_1min is partitioned: give --start and --end"),
+        (("--asset", "quotes", "--refetch"), "--refetch applies to bars assets"),
+    ],
+)  # fmt: skip
+def test_backfill_usage_errors_name_the_problem(
+    wall_clock_sim: Simulator, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    code, output = invoke(wall_clock_sim, tmp_path, *args)
+    assert code == 2
+    assert message in " ".join(output.split())
+    assert wall_clock_sim.stats()["totals"]["requests"] == 0
+
+
+def test_demo_loads_queries_and_leaves_nothing_running(tmp_path: Path) -> None:
+    threads_before = {t.ident for t in threading.enumerate()}
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=160, force_terminal=False)
+    code = run_demo(str(tmp_path / "wh"), ephemeral=True, console=console)
+    output = buffer.getvalue()
+    assert code == 0, output
+    for title in (
+        "Daily OHLCV and VWAP from the 1-minute bars",
+        "Portfolio value per account",
+        "Latest quotes",
+        "the simulator has stopped",
+        "dagster dev",
+    ):
+        assert title in output
+    assert "FAILED" not in output and "error" not in output.lower()
+    assert "22,410" in output  # the week's 1-minute bars, the same on every run
+    assert (tmp_path / "wh" / "warehouse.duckdb").is_file()
+    lingering = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()]
+    assert not [t.name for t in lingering if "simulator" in t.name]
