@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
-from assets.partitions import Granularity, key_dates, key_for_date
+from assets.partitions import Granularity, key_dates
 from ib_pipeline.sessions import Session, bar_starts, calendar_for
 from ib_pipeline.storage.manifest import STATUS_OK, Manifest
 from ib_pipeline.timeframes import BarKind, BarSize
@@ -194,13 +194,3 @@ def is_complete(manifest: Manifest | None, expected: KeyExpectation) -> bool:
         return False
     written = datetime.fromisoformat(manifest.written_at.replace("Z", "+00:00"))
     return written >= expected.last_close
-
-
-def keys_of_days(days: Sequence[date], grain: Granularity) -> list[str]:
-    """Distinct partition keys of ``days``, in order."""
-    keys: list[str] = []
-    for day in days:
-        key = key_for_date(day, grain)
-        if key not in keys:
-            keys.append(key)
-    return keys

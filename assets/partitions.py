@@ -21,7 +21,6 @@ it covers lives here (`Granularity`, `key_dates`). This module never fetches or 
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from enum import Enum
 from zoneinfo import ZoneInfo
@@ -213,24 +212,3 @@ def _next_weekday(day: date) -> date:
     while following.weekday() >= 5:
         following += timedelta(days=1)
     return following
-
-
-def dates_of_keys(keys: Iterable[str], grain: Granularity) -> list[tuple[date, date]]:
-    """``key_dates`` of every key, in the given order."""
-    return [key_dates(key, grain) for key in keys]
-
-
-def contiguous_runs(keys: Sequence[str], all_keys: Sequence[str]) -> list[list[str]]:
-    """Split ``keys`` into runs that are consecutive in ``all_keys`` (the asset's partitions),
-    so each run can be fetched as one range."""
-    position = {key: index for index, key in enumerate(all_keys)}
-    missing = [k for k in keys if k not in position]
-    if missing:
-        raise ValueError(f"not partition keys: {', '.join(missing[:10])}")
-    runs: list[list[str]] = []
-    for key in sorted(keys, key=position.__getitem__):
-        if runs and position[key] == position[runs[-1][-1]] + 1:
-            runs[-1].append(key)
-        else:
-            runs.append([key])
-    return runs

@@ -18,7 +18,7 @@ The calendar a schedule follows is the US equity calendar when the universe hold
 else the calendar of its first instrument. Schedules never fetch anything themselves.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
@@ -175,9 +175,3 @@ def build_schedules(
     schedules.append(build_quotes_schedule(quotes, universe))
     schedules.append(build_portfolio_schedule(portfolio_assets, universe))
     return schedules
-
-
-def run_requests(result: dg.RunRequest | dg.SkipReason | None) -> Iterator[dg.RunRequest]:
-    """The run requests of a schedule's answer (for callers that evaluate it directly)."""
-    if isinstance(result, dg.RunRequest):
-        yield result

@@ -498,7 +498,7 @@ def summary(
         "runs": {
             run.name: {"status": run.status.value, "seconds": round(run.seconds, 1)} for run in runs
         },
-        "output": str(output),
+        "output": _relative(output, ROOT),
     }
 
 

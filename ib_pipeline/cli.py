@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from ib_pipeline.pipeline_cli import backfill, demo
 from ib_pipeline.simulator.cli import sim
 from ib_pipeline.warehouse_cli import COMMANDS as WAREHOUSE_COMMANDS
 
@@ -15,5 +16,7 @@ def main() -> None:
 
 
 main.add_command(sim)
+main.add_command(backfill)
+main.add_command(demo)
 for command in WAREHOUSE_COMMANDS:
     main.add_command(command)

@@ -133,14 +133,6 @@ class Universe:
             seen.setdefault(item.trading_hours, None)
         return tuple(seen)
 
-    def instrument(self, symbol: str, sec_type: str) -> InstrumentConfig:
-        """The configured instrument with this symbol and security type."""
-        for item in self.instruments:
-            if item.symbol == symbol.upper() and item.sec_type == sec_type.upper():
-                return item
-        known = ", ".join(i.label for i in self.instruments)
-        raise UniverseError(f"{symbol} ({sec_type}) is not in the universe; it lists: {known}")
-
 
 def default_universe_text() -> str:
     """The packaged default universe file's text."""

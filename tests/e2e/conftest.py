@@ -8,45 +8,19 @@ the loader shares that clock, so "now" agrees on both sides of the HTTP connecti
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import dagster as dg
 import pytest
+from dagster_support import SMALL_UNIVERSE, Pipeline
 
 from assets.store_resource import WarehouseResource
 from ib_pipeline.definitions import build_definitions
 from ib_pipeline.resources import IbkrClientResource
-from ib_pipeline.store import Store
-from ib_pipeline.universe import Universe, parse_universe
+from ib_pipeline.universe import parse_universe
 
 if TYPE_CHECKING:
     from ib_pipeline.simulator import Simulator
-
-SMALL_UNIVERSE: dict[str, Any] = {
-    "history_start": "2024-10-01",
-    "bar_sizes": ["1min", "1d"],
-    "instruments": [
-        {"symbol": "AAPL", "sec_type": "STK", "exchange": "NASDAQ"},
-        {"symbol": "SPY", "sec_type": "STK", "exchange": "ARCA"},
-        {"symbol": "EUR.USD", "sec_type": "CASH", "exchange": "IDEALPRO"},
-    ],
-}
-"""Two US stocks (lots of 100, NYSE calendar) and a forex pair (units, 24/5 calendar)."""
-
-
-@dataclass
-class Pipeline:
-    """The definitions under test and what they point at."""
-
-    sim: Simulator
-    universe: Universe
-    defs: dg.Definitions
-    root: Path
-
-    def store(self) -> Store:
-        return Store(self.root, clock=self.sim.clock)
 
 
 @pytest.fixture

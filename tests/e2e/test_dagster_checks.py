@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 
-from conftest import Pipeline
+from dagster_support import Pipeline
 
 from ib_pipeline.definitions import run_assets, summarize_run
 from ib_pipeline.raw import RawZone

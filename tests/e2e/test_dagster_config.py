@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import SMALL_UNIVERSE, Pipeline
+from dagster_support import SMALL_UNIVERSE, Pipeline
 
 from ib_pipeline.definitions import build_definitions, run_assets, summarize_run
 from ib_pipeline.universe import UNIVERSE_ENV, UniverseError, load_universe, parse_universe

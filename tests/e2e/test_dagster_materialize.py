@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
-from conftest import Pipeline
+from dagster_support import Pipeline
 
 from assets.progress import NullProgress
 from ib_pipeline.definitions import build_definitions, run_assets, summarize_run

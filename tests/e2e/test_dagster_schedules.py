@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
-from conftest import Pipeline
+from dagster_support import Pipeline
 
 from assets.schedules import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from assets.sensors import gateway_sensor

@@ -20,7 +20,6 @@ from assets.bar_plan import (
 from assets.partitions import (
     Granularity,
     bars_partitions_def,
-    contiguous_runs,
     granularity,
     key_dates,
     keys_between,
@@ -108,7 +107,6 @@ def test_key_dates_and_ranges() -> None:
     assert keys_between(date(2024, 11, 29), date(2025, 1, 3), Granularity.MONTH) == [
         "2024-11", "2024-12", "2025-01"
     ]  # fmt: skip
-    assert contiguous_runs(["d", "a", "b"], ["a", "b", "c", "d"]) == [["a", "b"], ["d"]]
 
 
 def aapl() -> ResolvedContract:
