@@ -156,6 +156,11 @@ async def load_bars(
             _note_range(load, batches)
     finally:
         sink.finish(load.asset)
+    if not load.writes and store.catalog:
+        # Nothing was written, so no write refreshed the catalog: rebuild it anyway, or a run
+        # killed after its last partition and before its catalog refresh would leave
+        # warehouse.duckdb without those bars for good (re-runs skip the complete partitions).
+        store.refresh_catalog()
     load.requests = dict(client.stats.requests)
     if verify:
         verify_bars(

@@ -11,8 +11,8 @@ client), and the run is compared with:
 - **ibind** (a popular client of this API) doing the same pages sequentially, as its users do
   (ibind neither pages nor paces by itself).
 
-Run: ``.venv/bin/python -m bench.history_ingest [--sessions 15] [--latency-ms 300]``. The
-client runs twice: with its conservative defaults (9.5 req/s, 4 concurrent history requests)
+Run: ``.venv/bin/python -m bench.history_ingest [--sessions 40] [--latency-ms 300]``. The
+client runs twice: with its defaults (10 req/s evenly spaced, 4 concurrent history requests)
 and at exactly the published limits (10 req/s, 5 concurrent; skip with
 ``--no-published-limits``). The last line of output is one JSON object.
 """
@@ -155,7 +155,7 @@ def _ibind(base_url: str, requests: list[HistoryRequest]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=15, help="sessions of 1-minute bars")
+    parser.add_argument("--sessions", type=int, default=40, help="sessions of 1-minute bars")
     parser.add_argument("--latency-ms", type=float, default=300.0, help="simulated latency")
     parser.add_argument(
         "--no-published-limits",

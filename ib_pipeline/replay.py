@@ -310,23 +310,13 @@ def replay(
     wanted = None if partitions is None else {store.partition(spec.name, p).id for p in partitions}
     started = time.perf_counter()
     paths = zone.paths(ENDPOINTS[spec.name], since=since, until=until)
-    records = [zone.read(rel) for rel in paths]
-    read_done = time.perf_counter()
+    listed = time.perf_counter()
     if resolver is None and spec.name in ("bars", "quotes"):
         resolver = contracts_resolver(store.read("contracts"))
-    failures = []
-    batches: list[Batch] = []
-    try:
-        batches = to_batches(spec.name, records, resolver)
-    except (InvalidPayloadError, ValueError) as first_error:
-        if spec.name != "positions":  # pages of a listing only make sense together
-            for record in records:  # name every file that fails, not only the first
-                try:
-                    to_batches(spec.name, [record], resolver)
-                except (InvalidPayloadError, ValueError) as error:
-                    failures.append(f"{record.path}: {error}")
-        if not failures:
-            failures.append(str(first_error))
+    resolved = time.perf_counter()
+    batches, failures, split = _convert_files(spec.name, zone, paths, resolver)
+    split["read"] += listed - started
+    split["normalise"] += resolved - listed
     if failures:
         shown = "\n  ".join(failures[:20])
         more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
@@ -334,9 +324,6 @@ def replay(
             f"replay of {spec.name}: {len(failures)} raw record(s) could not be normalised; "
             f"nothing was written:\n  {shown}{more}"
         )
-    record_count = len(records)
-    del records  # the decoded payloads: millions of small objects the garbage collector scans
-    normalised = time.perf_counter()
     result = store.load(
         spec.name,
         batches,
@@ -344,15 +331,51 @@ def replay(
         mode="replace",
         only=wanted,
     )
-    seconds = {
-        "read": read_done - started,
-        "normalise": normalised - read_done,
-        **result.seconds,
-    }
+    seconds = {**split, **result.seconds}
     return ReplayResult(
         dataset=spec.name,
-        records=record_count,
+        records=len(paths),
         rows_normalised=sum(int(b.table.num_rows) for b in batches),
         write=result,
         seconds=seconds,
     )
+
+
+def _convert_files(
+    dataset: str, zone: RawZone, paths: Sequence[str], resolver: Resolver | None
+) -> tuple[list[Batch], list[str], dict[str, float]]:
+    """Batches of the raw files at ``paths``, the failures (one line per file that cannot be
+    normalised) and the seconds spent reading (files, decompression, JSON) and normalising.
+
+    Each file is normalised as soon as it is read, so its decoded payload (a million small
+    Python objects per thousand answers) is freed right away: memory holds the Arrow tables,
+    not every payload, and the garbage collector never rescans a growing heap of payloads.
+    (A background thread reading files ahead was measured slower: it contends for the GIL.)
+    Positions are the exception (the pages of a listing only make sense together): they are
+    read first, then normalised.
+    """
+    read_s = normalise_s = 0.0
+    batches: list[Batch] = []
+    failures: list[str] = []
+    if dataset == "positions":
+        started = time.perf_counter()
+        records = [zone.read(rel) for rel in paths]
+        read_s = time.perf_counter() - started
+        try:
+            batches = to_batches(dataset, records, resolver)
+        except (InvalidPayloadError, ValueError) as error:
+            failures.append(str(error))
+        normalise_s = time.perf_counter() - started - read_s
+    else:
+        for rel in paths:
+            started = time.perf_counter()
+            record = zone.read(rel)
+            read_done = time.perf_counter()
+            try:
+                batches.extend(to_batches(dataset, [record], resolver))
+            except (InvalidPayloadError, ValueError) as error:
+                failures.append(f"{record.path}: {error}")
+            del record  # its payload: no longer needed once normalised
+            read_s += read_done - started
+            normalise_s += time.perf_counter() - read_done
+    return batches, failures, {"read": read_s, "normalise": normalise_s}

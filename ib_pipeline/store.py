@@ -44,7 +44,13 @@ from ib_pipeline.schemas import BATCH, ValidationContext, validate
 from ib_pipeline.sessions import TradingHours
 from ib_pipeline.settings import WarehouseSettings
 from ib_pipeline.storage import keys
-from ib_pipeline.storage.datasets import DATASETS, DatasetSpec, conform, dataset_spec
+from ib_pipeline.storage.datasets import (
+    DATASETS,
+    SESSION_DATE,
+    DatasetSpec,
+    conform,
+    dataset_spec,
+)
 from ib_pipeline.storage.fs import FsspecRoot, LocalRoot, open_root
 from ib_pipeline.storage.manifest import (
     STATUS_MISSING,
@@ -138,13 +144,12 @@ class Store:
         catalog: bool = True,
     ) -> None:
         """``root``: folder, URL or UPath (default: `WarehouseSettings` from the environment).
-        ``catalog``: rebuild ``warehouse.duckdb`` after writes that change the set of views."""
+        ``catalog``: rebuild ``warehouse.duckdb`` after writes that change its views."""
         self.root: LocalRoot | FsspecRoot = open_root(
             WarehouseSettings.from_env().root if root is None else root
         )
         self.clock: Clock = clock or SystemClock()
         self.catalog = catalog
-        self._catalog_sql: list[str] | None = None
 
     @classmethod
     def from_settings(cls, settings: WarehouseSettings, *, clock: Clock | None = None) -> Store:
@@ -187,7 +192,9 @@ class Store:
     ) -> WriteResult:
         """Validate ``batches`` (oldest first: later ones win on equal keys) and write every
         partition they touch. ``only``: partition ids to write; rows for others are ignored
-        (not written, not quarantined). Returns counts per partition and the quarantine."""
+        (not written, not quarantined), except rejected rows that belong to no partition at
+        all (a bar outside every session): no other load could claim them, so they are
+        quarantined whatever ``only`` says. Returns counts per partition and the quarantine."""
         spec = dataset_spec(dataset)
         if mode not in ("merge", "replace"):
             raise ValueError(f"mode must be 'merge' or 'replace', got {mode!r}")
@@ -222,9 +229,12 @@ class Store:
                     continue
                 part = valid if len(rows) == valid.num_rows else valid.take(pa.array(rows))
                 new_rows.setdefault(partition, []).append(part)
-            records = self._quarantine_records(spec, result.rejected, sources, run_id, now_ms)
+            records, homeless = self._quarantine_records(
+                spec, result.rejected, sources, run_id, now_ms
+            )
             if only is not None and records.num_rows:
-                wanted = pa.array([p in only for p in records.column("partition").to_pylist()])
+                targets = records.column("partition").to_pylist()
+                wanted = pa.array([p in only or h for p, h in zip(targets, homeless, strict=True)])
                 records = records.filter(wanted)
             if records.num_rows:
                 quarantined.append(records)
@@ -282,17 +292,24 @@ class Store:
         sources: list[Any],
         run_id: str,
         now_ms: int,
-    ) -> pa.Table:
-        """Quarantine records of one validated group, each with its own batch's source."""
+    ) -> tuple[pa.Table, list[bool]]:
+        """Quarantine records of one validated group, each with its own batch's source, and
+        for each record whether its row belongs to no partition at all: a bar outside every
+        session has no session date (the record names the UTC date of its time instead)."""
         if rejected.num_rows == 0:
-            return QUARANTINE_SCHEMA.empty_table()
+            return QUARANTINE_SCHEMA.empty_table(), []
         parts = []
+        homeless: list[bool] = []
         batch_ids = np.asarray(rejected.column(BATCH).to_numpy(), dtype=np.int64)
         for batch in np.unique(batch_ids):
             rows = rejected.filter(pa.array(batch_ids == batch)).drop_columns([BATCH])
             text = orjson.dumps(sources[int(batch)], option=orjson.OPT_SORT_KEYS).decode()
             parts.append(quarantine_records(spec, rows, source=text, run_id=run_id, at_ms=now_ms))
-        return pa.concat_tables(parts)
+            if SESSION_DATE.name in rows.column_names:
+                homeless.extend(pc.is_null(rows.column(SESSION_DATE.name)).to_pylist())
+            else:
+                homeless.extend([False] * rows.num_rows)
+        return pa.concat_tables(parts), homeless
 
     def _write_partition(
         self,
@@ -355,18 +372,9 @@ class Store:
         )
 
     def refresh_catalog(self, *, force: bool = False) -> str:
-        """Rebuild ``warehouse.duckdb`` if its views changed (or ``force``); return its path."""
-        statements = warehouse.views_sql(self.root, warehouse.catalog_base(self.root))
-        target = self.root.full(warehouse.CATALOG_FILE)
-        if (
-            not force
-            and statements == self._catalog_sql
-            and self.root.exists(warehouse.CATALOG_FILE)
-        ):
-            return target
-        warehouse.write_catalog(self.root, statements)
-        self._catalog_sql = statements
-        return target
+        """Rebuild ``warehouse.duckdb`` if its views changed (a file added, or a file's
+        columns; or ``force``); return its path. See `warehouse.refresh_catalog`."""
+        return warehouse.refresh_catalog(self.root, force=force)
 
     # --- reading ---------------------------------------------------------------------------
 

@@ -5,30 +5,54 @@ returns an in-memory DuckDB connection with one view per dataset (``bars``, ``qu
 ``positions``, ``account_summary``, ``contracts``, ``accounts``, ``orders``, ``quarantine``) and
 derived views (``bars_with_symbols``, ``daily_ohlcv``, ``latest_positions``,
 ``latest_account_summary``, ``latest_quotes``). ``<root>/warehouse.duckdb`` holds the same views
-so ``duckdb warehouse/warehouse.duckdb`` works straight away; the store rebuilds it after writes
-(into a temporary file, then an atomic replace).
+so ``duckdb warehouse/warehouse.duckdb`` works straight away; the store rebuilds it after every
+write that changes them (into a temporary file, then an atomic replace).
 
-- A view reads each partition layout of its dataset (`storage.datasets.Layout`: bars by day,
-  month or year) with ``hive_partitioning``, fixed hive key types and ``union_by_name``, and
-  unions the layouts by name. Filters on ``session_date`` (bars), ``date`` (snapshots) skip
-  whole files. A dataset without files gets a typed empty view, so queries work before the
-  first load; `connect()` looks at the files when called (reconnect after a first load).
-- `connect()` turns on DuckDB's Parquet metadata cache, so repeated queries do not re-read
-  every file footer.
+Views name their files
+----------------------
+A dataset view is ``read_parquet([<every data file>], hive_partitioning, hive_types)``, one per
+group of `storage.listing` (layout x columns the files lack, nearly always a single group),
+unioned by name. Naming the files, rather than globbing the partition folders, spares every
+query the folder listing, and grouping files by columns spares it ``union_by_name`` (which
+opens every file): a query costs a few milliseconds less, a large share of a small query.
+Filters on ``session_date`` (bars) or ``date`` (snapshots) still skip whole files before any is
+opened, by the folder names; prefer them to ``ts`` ranges, which DuckDB can only check against
+each file's row-group statistics. A dataset without files gets a typed empty view.
+
+Freshness rule (what a reader sees, and when)
+---------------------------------------------
+- `connect()` lists the data files when it is called. Partitions rewritten in place later
+  (merges, replays) are seen at once: the view names the file, and the file is replaced
+  atomically. Partitions *created* later (a new session date, a new account) are seen after
+  `refresh(con)` (or a new `connect()`); call it in a long-lived notebook after loads.
+- The catalog file is rebuilt by every write that adds a file, so a DuckDB session opened
+  after a load sees it; a session kept open across a load must re-open the file. On a local
+  root, rebuilds are serialised by a lock on the root, so the last one lists every finished
+  write; object stores have no locks, and two writers finishing together may leave the
+  catalog without the other's new partition until the next write (`connect()` is unaffected).
+- The listing behind the views is kept in the catalog (schema ``ib_catalog``) so that a rebuild
+  or a `connect()` reads the footers of new files only (`storage.listing`).
+
+DuckDB settings: `connect()` turns on the Parquet metadata cache (``parquet_metadata_cache``),
+so repeated queries do not re-read file footers; a DuckDB file cannot store settings, so in the
+DuckDB CLI run ``SET parquet_metadata_cache = true;`` (or put it in ``~/.duckdbrc``).
+
 - Object-store roots: the fsspec filesystem is registered with the connection.
-- No SQL injection: view names and columns are fixed identifiers from `storage.datasets`; the
-  root path only appears inside a single-quoted SQL string with quotes doubled, and a root
-  containing glob characters (``*?[]{}``) is refused rather than misread.
+- No SQL injection: view names and columns are fixed identifiers from `storage.datasets`; paths
+  only appear inside single-quoted SQL strings with quotes doubled, and a path containing glob
+  characters (``*?[]{}``) is refused rather than misread.
 
 This module never writes data files; it only reads them and writes the catalog.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import hashlib
 import os
 import tempfile
+import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +60,21 @@ import duckdb
 import pyarrow as pa
 
 from ib_pipeline.settings import WarehouseSettings
-from ib_pipeline.storage.datasets import DATASETS, DatasetSpec, Layout
+from ib_pipeline.storage.datasets import DATASETS, DatasetSpec
 from ib_pipeline.storage.fs import FsspecRoot, LocalRoot, open_root
-from ib_pipeline.storage.quarantine import QUARANTINE, QUARANTINE_LAYOUTS, QUARANTINE_SCHEMA
+from ib_pipeline.storage.listing import (
+    DatasetListing,
+    FileGroup,
+    check_no_glob,
+    known_columns,
+    list_all,
+)
+from ib_pipeline.storage.quarantine import QUARANTINE
 from ib_pipeline.timeframes import BAR_SIZES
 
 CATALOG_FILE = "warehouse.duckdb"
-
-_GLOB_CHARS = frozenset("*?[]{}")
+CATALOG_SCHEMA = "ib_catalog"
+"""Schema of the catalog file holding the listing its views were built from."""
 
 _INTRADAY = ", ".join(f"'{label}'" for label, bar in BAR_SIZES.items() if bar.is_intraday)
 
@@ -105,77 +136,158 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _matches(rel: str, pattern: str) -> bool:
-    """Segment-wise glob match (``*`` never crosses a ``/``)."""
-    parts, wanted = rel.split("/"), pattern.split("/")
-    return len(parts) == len(wanted) and all(
-        fnmatch.fnmatchcase(part, glob) for part, glob in zip(parts, wanted, strict=True)
-    )
-
-
-def _check_base(base: str) -> str:
-    if any(ch in base for ch in _GLOB_CHARS):
-        raise ValueError(
-            f"warehouse path {base!r} contains glob characters {sorted(_GLOB_CHARS)}; "
-            "DuckDB would read them as a pattern: choose a root without them"
-        )
-    return base
-
-
-def dataset_view_sql(
-    name: str, schema: pa.Schema, layouts: Sequence[Layout], base: str, present: Sequence[Layout]
-) -> str:
-    """``CREATE OR REPLACE VIEW`` for one dataset: the union by name of a ``read_parquet`` per
-    layout ``present`` under ``base`` (the dataset folder as DuckDB should see it), or a typed
-    empty view when none is."""
-    types = {f.name: duckdb_type(f.type) for f in schema}
-    for layout in layouts:
-        types.update({key: kind for key, kind in layout.keys if key in layout.exposed})
-    columns = list(dict.fromkeys([*schema.names, *(k for lay in layouts for k in lay.exposed)]))
-    if not present:
-        select = ", ".join(f"CAST(NULL AS {types[c]}) AS {_ident(c)}" for c in columns)
-        return f"CREATE OR REPLACE VIEW {_ident(name)} AS SELECT {select} WHERE false"
-    _check_base(base)
-    branches = []
-    for layout in present:
-        if layout.keys:
-            hive = ", ".join(f"{sql_string(key)}: {kind}" for key, kind in layout.keys)
-            options = f"hive_partitioning = true, union_by_name = true, hive_types = {{{hive}}}"
-        else:
-            options = "hive_partitioning = false, union_by_name = true"
-        names = [*schema.names, *layout.exposed]
-        select = ", ".join(_ident(c) for c in names)
-        pattern = sql_string(f"{base}/{layout.pattern}")
-        branches.append(f"SELECT {select} FROM read_parquet({pattern}, {options})")
-    if len(branches) == 1:
-        body = branches[0]
+def _group_sql(listing: DatasetListing, group: FileGroup, base: str, types: dict[str, str]) -> str:
+    """One ``SELECT ... FROM read_parquet([...])`` over the files of ``group``; the columns they
+    lack are typed NULLs."""
+    layout = group.layout
+    if layout.keys:
+        hive = ", ".join(f"{sql_string(key)}: {kind}" for key, kind in layout.keys)
+        options = f"hive_partitioning = true, hive_types = {{{hive}}}"
     else:
-        body = " UNION ALL BY NAME ".join(f"({branch})" for branch in branches)
-        body = f"SELECT {', '.join(_ident(c) for c in columns)} FROM ({body})"
-    return f"CREATE OR REPLACE VIEW {_ident(name)} AS {body}"
+        options = "hive_partitioning = false"
+    names = list(dict.fromkeys([*listing.source.schema.names, *layout.exposed]))
+    select = ", ".join(
+        f"CAST(NULL AS {types[c]}) AS {_ident(c)}" if c in group.missing else _ident(c)
+        for c in names
+    )
+    files = ", ".join(sql_string(check_no_glob(f"{base}/{rel}")) for rel in group.files)
+    return f"SELECT {select} FROM read_parquet([{files}], {options})"
 
 
-def _datasets() -> list[tuple[str, pa.Schema, tuple[Layout, ...]]]:
-    found = [(spec.name, spec.schema, spec.layouts) for spec in DATASETS.values()]
-    found.append((QUARANTINE, QUARANTINE_SCHEMA, QUARANTINE_LAYOUTS))
-    return found
+def dataset_view_sql(listing: DatasetListing, base: str) -> str:
+    """``CREATE OR REPLACE VIEW`` for one dataset: the union by name of a ``read_parquet`` per
+    file group of ``listing``, with files under ``base`` (the root as DuckDB should see it), or
+    a typed empty view when the dataset has no file."""
+    source = listing.source
+    types = {f.name: duckdb_type(f.type) for f in source.schema}
+    for layout in source.layouts:
+        types.update({key: kind for key, kind in layout.keys if key in layout.exposed})
+    exposed = (k for layout in source.layouts for k in layout.exposed)
+    columns = list(dict.fromkeys([*source.schema.names, *exposed]))
+    name = _ident(source.name)
+    if not listing.groups:
+        select = ", ".join(f"CAST(NULL AS {types[c]}) AS {_ident(c)}" for c in columns)
+        return f"CREATE OR REPLACE VIEW {name} AS SELECT {select} WHERE false"
+    check_no_glob(base)
+    branches = [_group_sql(listing, group, base, types) for group in listing.groups]
+    if len(branches) == 1:
+        return f"CREATE OR REPLACE VIEW {name} AS {branches[0]}"
+    body = " UNION ALL BY NAME ".join(f"({branch})" for branch in branches)
+    select = ", ".join(_ident(c) for c in columns)
+    return f"CREATE OR REPLACE VIEW {name} AS SELECT {select} FROM ({body})"
 
 
-def views_sql(root: LocalRoot | FsspecRoot, base_url: str) -> list[str]:
-    """Every view's SQL for ``root``, with dataset folders under ``base_url`` (the root as the
-    reader will see it: an absolute path, a path relative to the repo, or a URL)."""
-    statements = []
-    for name, schema, layouts in _datasets():
-        files = [rel[len(name) + 1 :] for rel in root.files(name, ".parquet")]
-        present = [lay for lay in layouts if any(_matches(f, lay.pattern) for f in files)]
-        statements.append(dataset_view_sql(name, schema, layouts, f"{base_url}/{name}", present))
+def views_sql(listings: Sequence[DatasetListing], base: str) -> list[str]:
+    """Every view's SQL for ``listings``, with files under ``base`` (the root as the reader
+    will see it: an absolute path, a path relative to the working directory, or a URL)."""
+    statements = [dataset_view_sql(listing, base) for listing in listings]
     for name, body in DERIVED_VIEWS.items():
         statements.append(f"CREATE OR REPLACE VIEW {_ident(name)} AS {body.strip()}")
     return statements
 
 
 def _open(root: str | os.PathLike[str] | Any | None) -> LocalRoot | FsspecRoot:
+    if isinstance(root, LocalRoot | FsspecRoot):
+        return root
     return open_root(WarehouseSettings.from_env().root if root is None else root)
+
+
+# --- the listing kept in the catalog ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CatalogState:
+    """What a catalog file says about itself: the digest of its views' SQL and the columns of
+    every file it lists."""
+
+    views_sha256: str
+    columns: dict[str, frozenset[str]]
+
+
+def _digest(statements: Sequence[str]) -> str:
+    return hashlib.sha256("\n;\n".join(statements).encode()).hexdigest()
+
+
+def read_catalog_state(root: LocalRoot | FsspecRoot) -> CatalogState | None:
+    """The state kept in ``<root>/warehouse.duckdb``, or None if there is no catalog or it
+    cannot be read (written by another DuckDB version, or by older code without the listing,
+    or being written by hand): it is derived data, so the caller lists the files afresh."""
+    if not root.exists(CATALOG_FILE):
+        return None
+    with tempfile.TemporaryDirectory(prefix="ib-catalog-") as folder:
+        copy = Path(folder, CATALOG_FILE)  # a copy: an open DuckDB CLI may hold a file lock
+        copy.write_bytes(root.read_bytes(CATALOG_FILE))
+        try:
+            con = duckdb.connect(str(copy), read_only=True)
+        except duckdb.Error:
+            return None
+        try:
+            found = con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? "
+                "AND table_name IN ('build', 'files')",
+                [CATALOG_SCHEMA],
+            ).fetchone()
+            if found is None or found[0] != 2:
+                return None
+            build = con.execute(f"SELECT views_sha256 FROM {CATALOG_SCHEMA}.build").fetchone()
+            rows = con.execute(f"SELECT path, columns FROM {CATALOG_SCHEMA}.files").fetchall()
+        except duckdb.Error:
+            return None
+        finally:
+            con.close()
+    if build is None:
+        return None
+    return CatalogState(str(build[0]), {str(p): frozenset(c) for p, c in rows})
+
+
+def _store_state(
+    con: duckdb.DuckDBPyConnection, listings: Sequence[DatasetListing], digest: str
+) -> None:
+    rows = [
+        (listing.source.name, rel, sorted(cols))
+        for listing in listings
+        for rel, cols in sorted(listing.columns.items())
+    ]
+    table = pa.table(
+        {
+            "dataset": pa.array([r[0] for r in rows], pa.string()),
+            "path": pa.array([r[1] for r in rows], pa.string()),
+            "columns": pa.array([r[2] for r in rows], pa.list_(pa.string())),
+        }
+    )
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {CATALOG_SCHEMA}")
+    con.register("ib_catalog_listing", table)
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TABLE {CATALOG_SCHEMA}.files AS SELECT * FROM ib_catalog_listing"
+        )
+    finally:
+        con.unregister("ib_catalog_listing")
+    con.execute(f"CREATE OR REPLACE TABLE {CATALOG_SCHEMA}.build (views_sha256 VARCHAR)")
+    con.execute(f"INSERT INTO {CATALOG_SCHEMA}.build VALUES (?)", [digest])
+
+
+# --- connections ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Connected:
+    root: LocalRoot | FsspecRoot
+    known: dict[str, frozenset[str]]
+
+
+_CONNECTED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, _Connected] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _apply(
+    con: duckdb.DuckDBPyConnection, root: LocalRoot | FsspecRoot, listings: list[DatasetListing]
+) -> dict[str, int]:
+    for statement in views_sql(listings, root.url):
+        con.execute(statement)
+    _CONNECTED[con] = _Connected(root, known_columns(listings))
+    return {listing.source.name: len(listing.columns) for listing in listings}
 
 
 def connect(
@@ -185,18 +297,38 @@ def connect(
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the warehouse's views (root: default from the settings).
 
-    Times are shown in UTC. Pass ``connection`` to add the views to an existing connection.
+    The views name the data files present now; call `refresh` on the connection to see
+    partitions created later (see the module's freshness rule). Times are shown in UTC. Pass
+    ``connection`` to add the views to an existing connection.
     """
     opened = _open(root)
+    state = read_catalog_state(opened)
+    listings = list_all(opened, state.columns if state is not None else None)
     con = duckdb.connect() if connection is None else connection
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET parquet_metadata_cache = true")
     filesystem = opened.filesystem()
     if filesystem is not None:
         con.register_filesystem(filesystem)
-    for statement in views_sql(opened, opened.url):
-        con.execute(statement)
+    _apply(con, opened, listings)
     return con
+
+
+def refresh(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """List the files again and rebuild the views of ``con`` (made by `connect`), so that
+    partitions created since are seen. Returns the number of data files behind each dataset
+    view. Cheap: only the footers of new files are read."""
+    connected = _CONNECTED.get(con)
+    if connected is None:
+        raise ValueError(
+            "refresh() needs a connection made by ib_pipeline.warehouse.connect(); "
+            "this one has no warehouse views"
+        )
+    listings = list_all(connected.root, connected.known)
+    return _apply(con, connected.root, listings)
+
+
+# --- the catalog file -------------------------------------------------------------------------
 
 
 def catalog_base(root: LocalRoot | FsspecRoot, cwd: Path | None = None) -> str:
@@ -211,16 +343,34 @@ def catalog_base(root: LocalRoot | FsspecRoot, cwd: Path | None = None) -> str:
     return root.url
 
 
-def refresh_catalog(root: str | os.PathLike[str] | Any | None = None) -> str:
-    """Rebuild ``<root>/warehouse.duckdb`` atomically; return its path or URL."""
+def refresh_catalog(
+    root: str | os.PathLike[str] | Any | None = None, *, force: bool = False
+) -> str:
+    """Rebuild ``<root>/warehouse.duckdb`` if its views would change (or ``force``): list the
+    files, compare with the catalog's own record, write a new catalog atomically. Return its
+    path or URL.
+
+    On a local root the whole cycle holds the root's lock, so concurrent writers' rebuilds run
+    one after the other and the last lists every write finished before it."""
     opened = _open(root)
-    statements = views_sql(opened, catalog_base(opened))
-    return write_catalog(opened, statements)
+    with opened.lock(""):
+        state = read_catalog_state(opened)
+        listings = list_all(opened, state.columns if state is not None else None)
+        statements = views_sql(listings, catalog_base(opened))
+        digest = _digest(statements)
+        if not force and state is not None and state.views_sha256 == digest:
+            return opened.full(CATALOG_FILE)
+        return write_catalog(opened, statements, listings, digest)
 
 
-def write_catalog(root: LocalRoot | FsspecRoot, statements: list[str]) -> str:
-    """Build a DuckDB file holding ``statements`` in a private temp folder, then put it at
-    ``<root>/warehouse.duckdb`` in one atomic write."""
+def write_catalog(
+    root: LocalRoot | FsspecRoot,
+    statements: Sequence[str],
+    listings: Sequence[DatasetListing] = (),
+    digest: str | None = None,
+) -> str:
+    """Build a DuckDB file holding ``statements`` (and the listing they were built from) in a
+    private temp folder, then put it at ``<root>/warehouse.duckdb`` in one atomic write."""
     with tempfile.TemporaryDirectory(prefix="ib-catalog-") as folder:
         path = Path(folder, CATALOG_FILE)
         con = duckdb.connect(str(path))
@@ -230,6 +380,7 @@ def write_catalog(root: LocalRoot | FsspecRoot, statements: list[str]) -> str:
                 con.register_filesystem(filesystem)  # views are bound (checked) when created
             for statement in statements:
                 con.execute(statement)
+            _store_state(con, listings, digest or _digest(statements))
             con.execute("CHECKPOINT")
         finally:
             con.close()

@@ -15,9 +15,12 @@ Paging stops at the range start, when a page comes back short although its perio
 start, or on ``{"error": "No data."}`` (nothing older exists). A window that holds nothing
 although the calendar expects bars (it lies after the gateway's "now", or the exchange closed
 unexpectedly) is followed by one probe with a period reaching back to the range start, whose
-answer is the next full page. Bars outside [start, end) and
-duplicates at page seams are dropped when the pages are turned into a table
-(`HistoryRange.table`).
+answer is the next full page. When the pages are turned into a table (`HistoryRange.table`),
+only what is certainly not the range's business is dropped: bars outside [start, end) at times
+a session covers (they belong to other partitions) and repeats of a time across pages (seams;
+the newest page wins). A bar at a time no session covers, and a time repeated inside one page,
+are kept, so the warehouse judges them (quarantine, with the reason) instead of their vanishing
+without a trace; such bars never steer the paging either.
 
 What this module must never do: normalise while fetching (pages are kept raw for the raw
 zone), or loop without making progress.
@@ -29,12 +32,12 @@ import asyncio
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ib_pipeline.ibkr import normalize
 from ib_pipeline.ibkr import parsing as p
@@ -53,6 +56,9 @@ MAX_BARS_PER_RESPONSE = 1000
 SESSION_MARGIN = 1
 """Sessions (or weeks, months) asked for beyond the estimate, in case the gateway counts a
 partial session differently; free, since answers are cut to the most recent 1000 bars."""
+
+_TWO_DAYS_MS = 2 * 86_400_000
+"""How far a session's bars may lie from its date (a CME session opens the evening before)."""
 
 
 @dataclass(frozen=True)
@@ -109,8 +115,15 @@ class HistoryRange:
     minimum_requests: int = field(default=0)
 
     def table(self, *, lot_size: float) -> pa.Table:
-        """The range's bars (`tables.HISTORY_BARS`): pages normalised, clipped to
-        [start, end), seam duplicates dropped (the newer page's bar wins), sorted by ts."""
+        """The range's bars (`tables.HISTORY_BARS`), pages normalised and sorted by ts.
+
+        Dropped: bars outside [start, end) at times a session of the instrument covers (they
+        belong to other partitions), and a time repeated across pages (a seam: the newest
+        page's rows win). Kept for the warehouse to judge: a bar at a time no session covers
+        (it belongs to no partition, so no other load would ever see it) and a time repeated
+        inside one page (the gateway's own duplicate: exact copies collapse in the warehouse,
+        conflicting ones are quarantined). Rows of one page keep their order among equal times.
+        """
         req = self.request
         parts = [
             normalize.history_bars(
@@ -121,21 +134,47 @@ class HistoryRange:
         if not parts:
             return HISTORY_BARS.empty_table()
         bars = pa.concat_tables(parts)
-        ts = bars.column("ts").cast(pa.int64())
-        start_ms, end_ms = p.ms_of(req.start), p.ms_of(req.end)
-        keep = pc.and_(pc.greater_equal(ts, start_ms), pc.less(ts, end_ms))
-        bars = bars.filter(keep)
-        stamps = bars.column("ts").cast(pa.int64()).to_numpy()
-        order = np.argsort(stamps, kind="stable")
-        ordered = stamps[order]
-        first = np.ones(len(ordered), dtype=bool)
-        first[1:] = ordered[1:] != ordered[:-1]
-        return bars.take(pa.array(order[first]))
+        page = np.repeat(np.arange(len(parts)), [int(t.num_rows) for t in parts])
+        stamps = np.asarray(bars.column("ts").cast(pa.int64()).to_numpy(), dtype=np.int64)
+        outside = (stamps < p.ms_of(req.start)) | (stamps >= p.ms_of(req.end))
+        keep = ~outside
+        keep[outside] = ~in_some_session(stamps[outside], req.hours)
+        rows = np.flatnonzero(keep)
+        order = rows[np.lexsort((page[rows], stamps[rows]))]  # by ts, then newest page first
+        ordered, pages = stamps[order], page[order]
+        starts = np.ones(len(order), dtype=bool)
+        starts[1:] = ordered[1:] != ordered[:-1]
+        newest = pages[starts][np.cumsum(starts) - 1]  # newest page holding each row's ts
+        return bars.take(pa.array(order[pages == newest]))
 
 
 def is_no_data(payload: Any) -> bool:
     """Whether a history answer is ``{"error": "No data."}``."""
     return isinstance(payload, dict) and payload.get("error") == normalize.NO_DATA_MESSAGE
+
+
+def in_some_session(stamps: npt.NDArray[np.int64], hours: TradingHours) -> npt.NDArray[np.bool_]:
+    """Whether each time (epoch ms) lies inside a session of ``hours``, extended hours
+    included: the times the warehouse can file under a session date. Times outside the
+    calendar's years lie in no session."""
+    found = np.zeros(len(stamps), dtype=bool)
+    if not len(stamps):
+        return found
+    cal = calendar_for(hours)
+    first = p.ms_of(datetime.combine(cal.first_date, datetime.min.time(), UTC)) - _TWO_DAYS_MS
+    last = p.ms_of(datetime.combine(cal.last_date, datetime.min.time(), UTC)) + _TWO_DAYS_MS
+    covered = (stamps >= first) & (stamps < last)
+    if not covered.any():
+        return found
+    lo, hi = int(stamps[covered].min()), int(stamps[covered].max())
+    sessions = cal.sessions_overlapping(p.to_datetime(lo), p.to_datetime(hi + 1), True)
+    if not sessions:
+        return found
+    bounds = np.array([s.bounds_ms(True) for s in sessions], dtype=np.int64)
+    index = np.searchsorted(bounds[:, 0], stamps, side="right") - 1
+    inside = covered & (index >= 0)
+    found[inside] = stamps[inside] < bounds[index[inside], 1]
+    return found
 
 
 def page_times(payload: Any) -> list[int]:
@@ -270,7 +309,7 @@ async def fetch_range(client: IbkrClient, request: HistoryRequest) -> HistoryRan
                 endpoint="history",
             )
         seen_bars = True
-        earliest = min(times)
+        earliest = _earliest(times, request.hours)
         if earliest <= start_ms:
             break
         if len(times) < MAX_BARS_PER_RESPONSE and plan.reaches_start:
@@ -290,6 +329,14 @@ async def fetch_range(client: IbkrClient, request: HistoryRequest) -> HistoryRan
         expected_bars=expected,
         minimum_requests=minimum_requests(expected),
     )
+
+
+def _earliest(times: Sequence[int], hours: TradingHours) -> int:
+    """The earliest time of a page that lies in a session: a bar at a time no session covers
+    (bad data, quarantined later) must not move the paging cursor past bars never fetched."""
+    stamps = np.asarray(times, dtype=np.int64)
+    plausible = stamps[in_some_session(stamps, hours)]
+    return int(plausible.min()) if len(plausible) else int(stamps.min())
 
 
 async def fetch_ranges(

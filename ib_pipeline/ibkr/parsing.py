@@ -12,11 +12,15 @@ contracts' job, not the parser's.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from ib_pipeline.ibkr.errors import InvalidPayloadError
 
@@ -57,7 +61,10 @@ def optional_number(value: Any, field: str) -> float | None:
     if isinstance(value, bool):
         raise fail(field, value, "a number")
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer literal beyond the float range (1 with 400 zeros)
+            raise fail(field, value, "a number within the float range") from None
     if isinstance(value, str):
         text = value.strip()
         if text == "":
@@ -138,9 +145,17 @@ def optional_integer(value: Any, field: str) -> int | None:
     return None if value is None else integer(value, field)
 
 
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
 def epoch_ms(value: Any, field: str) -> int:
-    """Epoch milliseconds as an int (an integer, or an integral float/string)."""
-    return integer(value, field)
+    """Epoch milliseconds as an int (an integer, or an integral float/string) that fits the
+    ``timestamp[ms]`` columns (64 bits); an implausible but representable time passes."""
+    parsed = integer(value, field)
+    if not INT64_MIN <= parsed <= INT64_MAX:
+        raise fail(field, value, "epoch milliseconds within 64 bits")
+    return parsed
 
 
 def optional_epoch_ms(value: Any, field: str) -> int | None:
@@ -187,11 +202,72 @@ def sequence(value: Any, field: str) -> list[Any]:
 
 
 def scaled(value: float, factor: float) -> float:
-    """``value * factor`` rounded as if computed in decimal: 2029077.77 lots of 100 are
-    202907777.0 shares, not 202907776.99999997. Non-finite values scale as floats."""
+    """``value * factor`` rounded as if computed in decimal: 0.29 lots of 100 are 29.0 shares,
+    not the float product 28.999999999999996. Non-finite values scale as floats.
+
+    This is the reference definition; `scaled_array` gives the same results for arrays."""
     if factor == 1 or not math.isfinite(value):
         return value * factor
     return float(Decimal(repr(value)) * Decimal(repr(float(factor))))
+
+
+_SCALE_DECIMALS = 6
+"""Decimals of the values `scaled_array` scales without Decimal (IBKR's lots carry <= 2)."""
+_SCALE_UNIT = 10.0**_SCALE_DECIMALS
+_UNIQUE_LIMIT = 2.0**50
+"""Below this many millionths a float holds at most one 6-decimal number (ulp < 1e-6 / 4)."""
+_EXACT_LIMIT = 2.0**53
+"""Integers below this magnitude are exact in a float64."""
+
+
+@functools.lru_cache(maxsize=64)
+def _decimal_parts(factor: float) -> tuple[float, int] | None:
+    """``factor`` (as `scaled` reads it: its shortest repr) as ``(integer, decimals)`` with
+    ``factor == integer / 10**decimals``; None if the fast path of `scaled_array` cannot hold
+    it exactly (the integer beyond 2**53, or more than 22 decimals in all)."""
+    sign, digits, exponent = Decimal(repr(float(factor))).normalize().as_tuple()
+    if not isinstance(exponent, int):  # NaN/Infinity: `_check_lot_size` refuses them first
+        return None
+    whole = int("".join(map(str, digits))) * (10 ** max(exponent, 0)) * (-1 if sign else 1)
+    decimals = max(-exponent, 0)
+    if abs(whole) >= _EXACT_LIMIT or _SCALE_DECIMALS + decimals > 22:
+        return None
+    return float(whole), decimals
+
+
+def scaled_array(values: npt.ArrayLike, factor: float) -> npt.NDArray[np.float64]:
+    """`scaled` of every value, vectorised: the same float, bit for bit, for every input.
+
+    Why it is exact: a value ``v`` whose shortest repr ``D`` has at most 6 decimals and
+    ``|D| < 2**50 / 1e6`` (about 1.1e9 lots) is recognised by ``m = rint(v * 1e6)`` and the
+    check ``m / 1e6 == v``. Below that bound a float's rounding interval is narrower than 1e-6,
+    so it holds one 6-decimal number only: the check passing means ``m / 1e6`` is exactly
+    ``D``, whatever rounding error ``v * 1e6`` had. With ``factor == F / 10**k`` (F integer),
+    the decimal product ``D * factor`` is ``m * F / 10**(6 + k)``: ``m * F`` is an exact
+    float while below 2**53 (checked), ``10**(6 + k)`` is exact up to 10**22, and one IEEE
+    division rounds the exact quotient to the nearest float, which is what ``float(Decimal)``
+    does with the (exact, < 28 digits) Decimal product. For lots of 100 the fast path thus
+    covers ``|v| < 2**53 / 1e8`` (about 9e7 lots, 9e9 shares). Values beyond, or with more
+    decimals, take `scaled` one by one (rare: gateway sizes have at most a few decimals);
+    non-finite values scale as plain float products, as in `scaled`.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    parts = None if factor == 1 else _decimal_parts(factor)
+    exact = np.zeros(array.shape, dtype=np.bool_)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN, as the float products
+        product: npt.NDArray[np.float64] = array * float(factor)
+        if factor == 1:
+            return product
+        if parts is not None:
+            whole, decimals = parts
+            units = np.rint(array * _SCALE_UNIT)
+            exact = (np.abs(units) < _UNIQUE_LIMIT) & (units / _SCALE_UNIT == array)
+            digits = units * whole
+            exact &= np.abs(digits) < _EXACT_LIMIT
+            np.copyto(product, digits / 10.0 ** (_SCALE_DECIMALS + decimals), where=exact)
+    for index in np.flatnonzero(~exact & np.isfinite(array)):
+        product[index] = scaled(float(array[index]), factor)
+    return product
 
 
 def to_datetime(ms: int) -> datetime:

@@ -7,7 +7,7 @@ the loader shares that clock, so "now" agrees on both sides of the HTTP connecti
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,17 +25,21 @@ if TYPE_CHECKING:
 
 @pytest.fixture
 def make_pipeline(tmp_path: Path) -> Callable[..., Pipeline]:
-    """``make_pipeline(sim, **universe_changes)``: definitions of SMALL_UNIVERSE (changed)."""
+    """``make_pipeline(sim, **universe_changes)``: definitions of SMALL_UNIVERSE (changed).
+    ``resources=`` replaces resources by name (e.g. an ``ibkr`` with a short timeout)."""
 
-    def factory(sim: Simulator, **changes: Any) -> Pipeline:
+    def factory(
+        sim: Simulator, *, resources: Mapping[str, Any] | None = None, **changes: Any
+    ) -> Pipeline:
         universe = parse_universe({**SMALL_UNIVERSE, **changes}, source="small-universe")
         root = tmp_path / "warehouse"
-        resources = {
+        chosen = {
             "ibkr": IbkrClientResource(base_url=sim.base_url, keepalive_interval_s=None),
             "warehouse": WarehouseResource(root=str(root)),
             "clock": sim.clock,
+            **(resources or {}),
         }
-        return Pipeline(sim, universe, build_definitions(universe, resources=resources), root)
+        return Pipeline(sim, universe, build_definitions(universe, resources=chosen), root)
 
     return factory
 
@@ -43,3 +47,15 @@ def make_pipeline(tmp_path: Path) -> Callable[..., Pipeline]:
 @pytest.fixture
 def pipeline(sim: Simulator, make_pipeline: Callable[..., Pipeline]) -> Pipeline:
     return make_pipeline(sim)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Show the fault table the fault-matrix tests recorded (tests/e2e/test_prove_faults.py),
+    so that ``make test`` prints it; it is also written to reports/fault_matrix.md."""
+    from prove_fault_support import MATRIX, REPORT_PATH, render_matrix  # noqa: PLC0415
+
+    if not MATRIX:
+        return
+    terminalreporter.write_sep("=", f"fault matrix ({REPORT_PATH.parent.name}/{REPORT_PATH.name})")
+    for line in render_matrix(list(MATRIX.values())).splitlines():
+        terminalreporter.write_line(line)

@@ -1,6 +1,6 @@
 """Checks fail, naming what is wrong, when the simulator sends invalid bars: the quarantine
-check names exactly the rejected rows, the completeness check exactly the bars now missing
-(rejected in-window rows, and rows moved out of the window by a bad timestamp)."""
+check names exactly the rejected rows (a bar moved outside every session included, wherever it
+landed), the completeness check exactly the bars now missing."""
 
 from __future__ import annotations
 
@@ -39,10 +39,12 @@ def expected_damage(p: Pipeline) -> tuple[set[tuple[int, str]], set[tuple[int, s
         conid = int(record.params["conid"])
         start, end = windows[conid_symbol[conid]]
         for bad in p.sim.truth.corrupted_bars(record.params, BAD):
+            if bad.kind is BadKind.OUTSIDE_SESSION:  # in no session: quarantined wherever it is
+                quarantined.add((conid, minute(bad.ts_ms)))
             if not start <= bad.clean_ts_ms < end:
                 continue
             missing.add((conid, minute(bad.clean_ts_ms)))
-            if bad.kind is not BadKind.OUTSIDE_SESSION:  # moved out of the window: clipped
+            if bad.kind is not BadKind.OUTSIDE_SESSION:
                 quarantined.add((conid, minute(bad.ts_ms)))
     return quarantined, missing
 

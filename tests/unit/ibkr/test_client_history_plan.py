@@ -1,9 +1,11 @@
-"""The history range planner: periods chosen from the exchange calendar, and the final table
-(clipped to the range, seam duplicates dropped, sorted)."""
+"""The history range planner: periods chosen from the exchange calendar, the final table
+(clipped to the range, seam duplicates dropped, sorted; bad data kept for the warehouse), and
+paging that bad data cannot steer."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import Any, cast
 
 import pyarrow as pa
 import pytest
@@ -12,10 +14,13 @@ from ib_pipeline.ibkr.history import (
     HistoryRange,
     HistoryRequest,
     RangePlanner,
+    fetch_range,
     minimum_requests,
 )
 from ib_pipeline.ibkr.parsing import ms_of
 from ib_pipeline.ibkr.raw import RawResponse
+from ib_pipeline.sessions import US_EQUITY, bar_starts, calendar_for
+from ib_pipeline.timeframes import parse_bar_size
 
 AAPL = 265598
 # Twenty full regular sessions of November 2024 (Nov 28 is Thanksgiving, Nov 29 a half day).
@@ -92,15 +97,77 @@ def page(times: list[int], close: float) -> RawResponse:
     return RawResponse("history", {}, {"data": data}, fetched)
 
 
+def minute(hour: int, minute: int, day: int = 26) -> int:
+    """Epoch ms of a minute of November 2024 (UTC); AAPL trades 14:30-21:00 on the 26th."""
+    return ms_of(datetime(2024, 11, day, hour, minute, tzinfo=UTC))
+
+
 def test_table_clips_deduplicates_and_sorts() -> None:
-    start = datetime.fromtimestamp(100, UTC)
-    end = datetime.fromtimestamp(500, UTC)
+    start = datetime(2024, 11, 26, 14, 32, tzinfo=UTC)
+    end = datetime(2024, 11, 26, 14, 39, tzinfo=UTC)
     request = HistoryRequest(AAPL, "1min", start, end)
-    newest = page([300_000, 360_000, 420_000, 480_000, 540_000], close=2.0)
-    older = page([60_000, 120_000, 180_000, 240_000, 300_000], close=1.0)  # 300_000 twice
+    newest = page([minute(14, m) for m in (35, 36, 37, 38, 39)], close=2.0)
+    older = page([minute(14, m) for m in (31, 32, 33, 34, 35)], close=1.0)  # 14:35 twice
     table = HistoryRange(request, (newest, older)).table(lot_size=100)
     ts = table.column("ts").cast(pa.int64()).to_pylist()
-    assert ts == [120_000, 180_000, 240_000, 300_000, 360_000, 420_000, 480_000]
+    assert ts == [minute(14, m) for m in range(32, 39)]  # 14:31 and 14:39: other partitions'
     assert table.column("close").to_pylist()[3] == 2.0  # the newer page's bar wins
     assert set(table.column("volume").to_pylist()) == {300.0}
     assert HistoryRange(request, ()).table(lot_size=1).num_rows == 0
+
+
+def test_table_keeps_what_the_warehouse_must_judge() -> None:
+    """A time repeated inside one page and a bar at a time no session covers are bad data the
+    warehouse must quarantine with a reason; the table must not make them vanish."""
+    start = datetime(2024, 11, 26, 14, 32, tzinfo=UTC)
+    end = datetime(2024, 11, 26, 14, 36, tzinfo=UTC)
+    request = HistoryRequest(AAPL, "1min", start, end)
+    saturday = minute(12, 0, day=23)  # outside the range and outside every session
+    body = page([minute(14, m) for m in (32, 33, 34, 35)], close=1.0).payload
+    body["data"].insert(2, {**body["data"][1], "c": 1.5})  # 14:33 twice, another close
+    body["data"].append({**body["data"][0], "t": saturday})
+    body["data"].append({**body["data"][0], "t": minute(14, 36)})  # in session: next range's
+    one_page = RawResponse("history", {}, body, datetime(2024, 11, 26, tzinfo=UTC))
+    table = HistoryRange(request, (one_page,)).table(lot_size=1)
+    ts = table.column("ts").cast(pa.int64()).to_pylist()
+    assert ts == [saturday, *(minute(14, m) for m in (32, 33, 33, 34, 35))]
+    assert table.column("close").to_pylist()[2:4] == [1.0, 1.5]  # the page's order
+
+
+class PagingGateway:
+    """Answers `fetch_range` like the history endpoint (the most recent 1000 of ``times``
+    before ``startTime``), with the earliest bar of its first answer moved to ``bogus``."""
+
+    def __init__(self, times: list[int], bogus: int) -> None:
+        self.times = times
+        self.bogus = bogus
+        self.calls = 0
+
+    async def history_page(
+        self, conid: int, period: str, bar: str, *, start_time: datetime, **_: Any
+    ) -> RawResponse:
+        cursor = ms_of(start_time)
+        data = [
+            {"t": t, "o": 1.0, "h": 2.0, "l": 0.5, "c": 1.0, "v": 3}
+            for t in [t for t in self.times if t < cursor][-1000:]
+        ]
+        if self.calls == 0:
+            data[0]["t"] = self.bogus
+        self.calls += 1
+        return RawResponse("history", {"period": period}, {"data": data}, start_time)
+
+
+async def test_a_bar_outside_every_session_does_not_steer_the_paging() -> None:
+    """A bogus early time in a full page must not end the paging (nor skip bars): the cursor
+    moves to the page's earliest bar that lies in a session."""
+    sessions = calendar_for(US_EQUITY).sessions(date(2024, 11, 18), date(2024, 11, 22))
+    times = [int(t) for s in sessions for t in bar_starts(s, parse_bar_size("1min"), False)]
+    request = HistoryRequest(
+        AAPL, "1min", sessions[0].rth_open, sessions[-1].rth_close, hours=US_EQUITY
+    )
+    saturday = minute(12, 0, day=16)  # before the range start, in no session
+    gateway = PagingGateway(times, bogus=saturday)
+    history = await fetch_range(cast(Any, gateway), request)
+    ts = history.table(lot_size=1).column("ts").cast(pa.int64()).to_pylist()
+    assert gateway.calls == 2
+    assert ts == [saturday, *times]  # every bar, and the bogus one for the warehouse to reject

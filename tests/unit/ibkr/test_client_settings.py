@@ -28,7 +28,7 @@ def test_defaults_point_at_the_simulator_with_verification_on() -> None:
     assert settings.base_url == DEFAULT_BASE_URL == "http://127.0.0.1:5000/v1/api"
     assert settings.insecure is False and settings.ca_bundle is None
     assert settings.allow_trading is False and settings.allow_live_trading is False
-    assert settings.pacing.global_per_s < 10 and settings.pacing.history_concurrency == 4
+    assert settings.pacing.global_per_s == 10 and settings.pacing.history_concurrency == 4
     assert settings.origin == "http://127.0.0.1:5000"
 
 

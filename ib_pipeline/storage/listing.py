@@ -1,0 +1,156 @@
+"""The data files of each warehouse dataset, grouped the way DuckDB must read them.
+
+Why: a DuckDB view that names its files (``read_parquet([...])``) answers without listing the
+partition folders on every query, and without ``union_by_name`` it does not open every file to
+learn its columns. Both only hold if the list is right: every data file of the dataset, each
+under the partition layout it was written with, and, in one ``read_parquet``, only files that
+all have the columns the view selects. This module makes that list.
+
+- `list_dataset` lists a dataset's data files (one listing call per dataset, local or fsspec),
+  keeps those matching one of its layouts (`storage.datasets.Layout`) and groups them by
+  (layout, stored columns the files lack). A file written before a column was added to its
+  dataset lacks it; the view reads it as NULL.
+- A file's columns come from its Parquet footer, read only when not already known: ``known``
+  maps files to the columns a previous listing found (the catalog keeps them). The store
+  only ever adds columns to a file it rewrites, never removes one, so a file once known to
+  hold every stored column still does; a file known to lack some is read again.
+
+What it must never do: read data pages, guess a file's columns, or accept a file name that
+DuckDB would read as a glob pattern.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ib_pipeline.storage.datasets import DATASETS, Layout
+from ib_pipeline.storage.fs import FsspecRoot, LocalRoot
+from ib_pipeline.storage.quarantine import QUARANTINE, QUARANTINE_LAYOUTS, QUARANTINE_SCHEMA
+
+DATA_SUFFIX = ".parquet"
+
+GLOB_CHARS = frozenset("*?[]{}")
+"""Characters DuckDB reads as a pattern in a file path: refused in any listed path."""
+
+
+@dataclass(frozen=True)
+class ViewSource:
+    """One dataset as the views see it: its folder name, stored schema and layouts."""
+
+    name: str
+    schema: pa.Schema
+    layouts: tuple[Layout, ...]
+
+
+VIEW_SOURCES: tuple[ViewSource, ...] = (
+    *(ViewSource(spec.name, spec.schema, spec.layouts) for spec in DATASETS.values()),
+    ViewSource(QUARANTINE, QUARANTINE_SCHEMA, QUARANTINE_LAYOUTS),
+)
+"""Every dataset with a view of its own, in view order."""
+
+
+@dataclass(frozen=True)
+class FileGroup:
+    """Files DuckDB can read in one ``read_parquet`` without ``union_by_name``: same layout,
+    same stored columns missing (usually none)."""
+
+    layout: Layout
+    missing: tuple[str, ...]  # stored columns these files lack, in schema order
+    files: tuple[str, ...]  # root-relative paths, sorted
+
+
+@dataclass(frozen=True)
+class DatasetListing:
+    """What one dataset holds right now, as the views must read it."""
+
+    source: ViewSource
+    groups: tuple[FileGroup, ...]
+    columns: Mapping[str, frozenset[str]]  # each listed file -> stored columns it has
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(sorted(self.columns))
+
+
+def matches(rel: str, pattern: str) -> bool:
+    """Segment-wise glob match (``*`` never crosses a ``/``), as DuckDB matches a layout."""
+    parts, wanted = rel.split("/"), pattern.split("/")
+    return len(parts) == len(wanted) and all(
+        fnmatch.fnmatchcase(part, glob) for part, glob in zip(parts, wanted, strict=True)
+    )
+
+
+def check_no_glob(path: str) -> str:
+    """Return ``path``; raise ValueError if DuckDB would read it as a pattern."""
+    if found := sorted(GLOB_CHARS.intersection(path)):
+        raise ValueError(
+            f"warehouse path {path!r} contains glob characters {found}; DuckDB would read it "
+            "as a pattern: rename it (or choose a root without them)"
+        )
+    return path
+
+
+def read_columns(root: LocalRoot | FsspecRoot, rel: str) -> frozenset[str]:
+    """Column names in the footer of data file ``rel`` (no data pages are read)."""
+    try:
+        if isinstance(root, LocalRoot):
+            schema = pq.read_schema(root.full(rel))
+        else:
+            with root.filesystem().open(root.full(rel), "rb") as handle:
+                schema = pq.read_schema(handle)
+    except (OSError, pa.ArrowException) as error:
+        raise ValueError(f"{rel} is not a readable Parquet file: {error}") from None
+    return frozenset(schema.names)
+
+
+def list_dataset(
+    root: LocalRoot | FsspecRoot,
+    source: ViewSource,
+    known: Mapping[str, frozenset[str]] | None = None,
+) -> DatasetListing:
+    """The data files of ``source`` under ``root``, grouped for DuckDB. ``known``: columns of
+    files from an earlier listing; only files not known to hold every stored column have their
+    footer read. Files matching none of the dataset's layouts are not data files and are left
+    out (as a layout glob would have left them)."""
+    stored = frozenset(source.schema.names)
+    known = known or {}
+    prefix = len(source.name) + 1
+    columns: dict[str, frozenset[str]] = {}
+    grouped: dict[tuple[int, tuple[str, ...]], list[str]] = {}
+    for rel in root.files(source.name, DATA_SUFFIX):
+        inner = rel[prefix:]
+        index = next(
+            (i for i, lay in enumerate(source.layouts) if matches(inner, lay.pattern)), None
+        )
+        if index is None:
+            continue
+        check_no_glob(rel)
+        # a column named by the layout's folders comes from the path, not from the file
+        from_path = {key for key, _ in source.layouts[index].keys}
+        before = known.get(rel, frozenset())
+        found = before if before >= stored else read_columns(root, rel) & stored
+        columns[rel] = found
+        missing = tuple(n for n in source.schema.names if n not in found and n not in from_path)
+        grouped.setdefault((index, missing), []).append(rel)
+    groups = tuple(
+        FileGroup(source.layouts[index], missing, tuple(sorted(files)))
+        for (index, missing), files in sorted(grouped.items())
+    )
+    return DatasetListing(source, groups, columns)
+
+
+def list_all(
+    root: LocalRoot | FsspecRoot, known: Mapping[str, frozenset[str]] | None = None
+) -> list[DatasetListing]:
+    """`list_dataset` for every view source, in view order."""
+    return [list_dataset(root, source, known) for source in VIEW_SOURCES]
+
+
+def known_columns(listings: Sequence[DatasetListing]) -> dict[str, frozenset[str]]:
+    """Every listed file's columns: the ``known`` of the next listing."""
+    return {rel: cols for listing in listings for rel, cols in listing.columns.items()}
