@@ -52,6 +52,7 @@ from ib_pipeline.storage.datasets import (
     dataset_spec,
 )
 from ib_pipeline.storage.fs import FsspecRoot, LocalRoot, open_root
+from ib_pipeline.storage.listing import check_no_glob
 from ib_pipeline.storage.manifest import (
     STATUS_MISSING,
     STATUS_OK,
@@ -144,10 +145,14 @@ class Store:
         catalog: bool = True,
     ) -> None:
         """``root``: folder, URL or UPath (default: `WarehouseSettings` from the environment).
-        ``catalog``: rebuild ``warehouse.duckdb`` after writes that change its views."""
+        ``catalog``: rebuild ``warehouse.duckdb`` after writes that change its views.
+
+        A root DuckDB would read as a glob pattern is refused here, before anything is fetched
+        or written: no reader could ever query what the store would write under it."""
         self.root: LocalRoot | FsspecRoot = open_root(
             WarehouseSettings.from_env().root if root is None else root
         )
+        check_no_glob(self.root.url)
         self.clock: Clock = clock or SystemClock()
         self.catalog = catalog
 

@@ -50,7 +50,7 @@ def _cell(value: Any) -> str:
 
 @click.command("query")
 @click.argument("sql")
-@click.option("--root", default=None, help=_ROOT_HELP)
+@click.option("--warehouse", "--root", "root", default=None, help=_ROOT_HELP)
 @click.option("--max-rows", default=200, show_default=True, help="Rows to print at most.")
 @click.option(
     "--format",
@@ -112,7 +112,7 @@ def _summary_row(name: str, manifests: list[Manifest], quarantined: int) -> list
 
 @click.command("manifest")
 @click.argument("datasets", nargs=-1)
-@click.option("--root", default=None, help=_ROOT_HELP)
+@click.option("--warehouse", "--root", "root", default=None, help=_ROOT_HELP)
 @click.option("--partitions", is_flag=True, help="List every partition, not only totals.")
 @click.option("--verify", is_flag=True, help="Hash every data file against its manifest.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
@@ -181,7 +181,7 @@ def _date(_: click.Context, __: click.Parameter, value: str | None) -> date | No
 @click.option("--since", callback=_date, help="First fetch date (UTC) of raw records to read.")
 @click.option("--until", callback=_date, help="Last fetch date (UTC) of raw records to read.")
 @click.option("--run-id", default=None, help="Run id recorded in manifests and quarantine.")
-@click.option("--root", default=None, help=_ROOT_HELP)
+@click.option("--warehouse", "--root", "root", default=None, help=_ROOT_HELP)
 def replay_command(
     *,
     dataset: str,

@@ -243,18 +243,17 @@ def test_query_and_catalog_work_for_a_root_with_quotes_and_sql_in_its_path(
 
 @pytest.mark.parametrize("name", ["wh*", "wh[1]", "wh{a,b}", "wh?"])
 def test_a_root_duckdb_would_read_as_a_pattern_is_refused_before_any_request(
-    sim: Simulator, tmp_path: Path, name: str
+    sim: Simulator, tmp_path: Path, workdir: Path, name: str
 ) -> None:
     root = tmp_path / name
-    result = CliRunner().invoke(
-        main, ["query", "SELECT 1", "--root", str(root)], catch_exceptions=False
-    )
-    assert result.exit_code == 1
-    assert f"warehouse path {str(root)!r} contains glob characters" in flat(result.output)
-
+    message = f"warehouse path {str(root)!r} contains glob characters"
     defs = backfill_definitions(sim.base_url, root, sim.clock)
-    summary = summarize_run(run_assets(defs, ["contracts"], raise_on_error=False))
+    summary = summarize_run(run_assets(defs, ["contracts", "quotes"], raise_on_error=False))
     assert not summary.success
-    assert f"{str(root)!r} contains glob characters" in " ".join(summary.errors)
+    assert all(message in error for error in summary.errors) and len(summary.errors) == 2
+
+    code, output = backfill(sim, "--asset", "contracts", "--warehouse", str(root))
+    assert code == 1
+    assert message in flat(output)
     assert requests_served(sim) == 0
-    assert os.listdir(tmp_path) == []
+    assert sorted(os.listdir(tmp_path)) == ["cwd"] and list(workdir.iterdir()) == []
