@@ -10,7 +10,10 @@ rows (``CREATE TABLE ... AS SELECT * FROM <view>``):
 2. VWAP per symbol for one session (goal: <= 3x native);
 3. one symbol's bars over its last 5 sessions (goal: <= 2x native).
 
-Each query runs ``--repeat`` (15) times after one warm-up; the median is reported, with the ratio.
+Each query runs ``--repeat`` (15) times through the views and as many times natively, after
+one warm-up of each, in ``--rounds`` (3) alternating blocks (views then native, then native then
+views, ...) so that a change in the load of a shared machine falls on both sides alike; the
+median of each side is reported, with the ratio.
 
 Run: ``.venv/bin/python -m bench.query_latency [--conids 100] [--sessions 100]``.
 The last line of output is one JSON object.
@@ -122,14 +125,36 @@ def build(root: Path, conids: int, sessions: int) -> tuple[int, list[date]]:
     return rows, days
 
 
-def timed(con: duckdb.DuckDBPyConnection, sql: str, repeat: int) -> tuple[float, int]:
-    con.execute(sql).fetchall()  # warm-up: metadata and file caches
+def timed(con: duckdb.DuckDBPyConnection, sql: str, repeat: int) -> tuple[list[float], int]:
     times, count = [], 0
     for _ in range(repeat):
         started = time.perf_counter()
         count = len(con.execute(sql).fetchall())
         times.append(time.perf_counter() - started)
-    return statistics.median(times), count
+    return times, count
+
+
+def timed_pair(
+    con: duckdb.DuckDBPyConnection, view_sql: str, native_sql: str, repeat: int, rounds: int
+) -> tuple[float, int, float, int]:
+    """Median seconds and row count of each query, over ``repeat`` runs each made in
+    ``rounds`` alternating blocks after one warm-up (metadata and file caches)."""
+    con.execute(view_sql).fetchall()
+    con.execute(native_sql).fetchall()
+    samples: dict[str, list[float]] = {view_sql: [], native_sql: []}
+    counts: dict[str, int] = {}
+    for block in range(rounds):
+        size = repeat // rounds + (1 if block < repeat % rounds else 0)
+        order = (view_sql, native_sql) if block % 2 == 0 else (native_sql, view_sql)
+        for sql in order:
+            times, counts[sql] = timed(con, sql, size)
+            samples[sql].extend(times)
+    return (
+        statistics.median(samples[view_sql]),
+        counts[view_sql],
+        statistics.median(samples[native_sql]),
+        counts[native_sql],
+    )
 
 
 def main() -> None:
@@ -137,6 +162,7 @@ def main() -> None:
     parser.add_argument("--conids", type=int, default=100)
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="bench-query-"))
@@ -162,8 +188,9 @@ def main() -> None:
         for name, (template, goal) in QUERIES.items():
             view_sql = template.format(bars="bars", contracts="contracts", **params)
             native_sql = template.format(bars="bars_native", contracts="contracts_native", **params)
-            view_s, view_rows = timed(con, view_sql, args.repeat)
-            native_s, native_rows = timed(con, native_sql, args.repeat)
+            view_s, view_rows, native_s, native_rows = timed_pair(
+                con, view_sql, native_sql, args.repeat, max(1, min(args.rounds, args.repeat))
+            )
             assert view_rows == native_rows > 0, (name, view_rows, native_rows)
             ratio = view_s / native_s
             all_met = all_met and ratio <= goal

@@ -213,9 +213,14 @@ def summarize_run(result: dg.ExecuteInProcessResult) -> RunSummary:
 
 
 def _root_message(error: Any) -> str:
-    """The innermost user error of a Dagster error chain (the one that names the problem)."""
+    """The outermost user error of a Dagster error chain (the one that names the problem):
+    Dagster's own wrappers are skipped, but not the user error's causes, which are the
+    libraries' lower-level errors (an ``httpcore.ConnectError`` under a
+    `TlsVerificationError` that says which setting to change)."""
     current = error
-    while getattr(current, "cause", None) is not None:
+    while getattr(current, "cause", None) is not None and str(
+        getattr(current, "cls_name", "")
+    ).startswith("Dagster"):
         current = current.cause
     return str(getattr(current, "message", current)).strip()
 

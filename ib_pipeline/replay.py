@@ -18,17 +18,42 @@ Conventions (one place, shared by live loads and replays)
   of the same account; ``as_of`` is page 0's fetch time.
 - ``account_summary`` -> account_summary and ``live_orders`` -> orders: ``as_of`` is the fetch
   time. ``contract_search`` -> contracts, ``accounts`` -> accounts.
-A response the normaliser rejects stops the replay before anything is written (`ReplayError`
-names every file): a half-replayed partition in replace mode would lose rows.
+A response that cannot be read or normalised stops the replay before anything is written
+(`ReplayError` names every such file): a half-replayed partition in replace mode would lose
+rows.
 
-This module never calls the API and never writes outside `Store.load`.
+Replay on several cores
+-----------------------
+Reading (decompression, JSON) and normalising run in ``workers`` forked processes (the
+``IB_PIPELINE_REPLAY_WORKERS`` setting; default the CPUs available; 1 = in this process),
+each converting runs of consecutive files. Their batches come back in file order and are
+streamed to `Store.load_stream`, which validates each chunk while the workers convert the
+next files and writes partitions only after the last file: the contract "convert and
+validate everything, then write" holds, so a partition is only ever written from complete
+inputs, and the worker count changes the speed, never the partitions (bytes included).
+
+This module never calls the API and never writes outside `Store.load`/`Store.load_stream`.
 """
 
 from __future__ import annotations
 
+import gc
+import math
+import multiprocessing
+import os
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import (
+    Callable,
+    Collection,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -39,6 +64,7 @@ from ib_pipeline.ibkr.errors import InvalidPayloadError
 from ib_pipeline.ibkr.normalize import US_STOCK_LOT_SIZE
 from ib_pipeline.raw import RawZone
 from ib_pipeline.sessions import TradingHours, trading_hours_for
+from ib_pipeline.settings import WarehouseSettings
 from ib_pipeline.storage.datasets import dataset_spec
 from ib_pipeline.storage.manifest import iso_ms
 from ib_pipeline.store import Batch, Store, WriteResult
@@ -281,14 +307,21 @@ def to_batches(
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """What a replay read and wrote; ``seconds`` splits the time (read = files, decompress,
-    JSON; normalise; validate; write = merge, Parquet, atomic replace; catalog)."""
+    """What a replay read and wrote.
+
+    ``seconds`` splits the time: ``read`` (list files, read, decompress, JSON) and
+    ``normalise`` are work summed over every process that did it, so with several workers they
+    add up to more than the wall time; ``parse_wall`` is the wall time from the start to every
+    batch in hand; ``validate``, ``write`` (merge, Parquet, atomic replace, manifests) and
+    ``catalog`` run in the calling process. ``workers``: processes that read and normalised.
+    """
 
     dataset: str
     records: int
     rows_normalised: int
     write: WriteResult
     seconds: dict[str, float] = field(default_factory=dict)
+    workers: int = 1
 
 
 def replay(
@@ -301,11 +334,22 @@ def replay(
     until: date | None = None,
     run_id: str | None = None,
     resolver: Resolver | None = None,
+    workers: int | None = None,
 ) -> ReplayResult:
     """Rebuild ``dataset``'s partitions (all it can, or only ``partitions`` by id) from the
     raw zone alone, replacing them. ``since``/``until`` limit the fetch dates read. The
-    resolver defaults to the warehouse's ``contracts`` dataset."""
+    resolver defaults to the warehouse's ``contracts`` dataset.
+
+    ``workers``: processes reading and normalising the raw files (`replay_workers`: default
+    the ``IB_PIPELINE_REPLAY_WORKERS`` setting, else the CPUs available; 1 = this process
+    alone). The batches go to `Store.load_stream` in file order, whatever the count, so the
+    partitions are the same; the store validates each chunk while the workers convert the
+    next files, and writes only once every file is converted. A file that cannot be read or
+    normalised makes the stream raise a `ReplayError` naming every such file, so nothing is
+    written.
+    """
     spec = dataset_spec(dataset)
+    processes = replay_workers(workers)
     zone = raw or RawZone(store.root.url)
     wanted = None if partitions is None else {store.partition(spec.name, p).id for p in partitions}
     started = time.perf_counter()
@@ -314,68 +358,292 @@ def replay(
     if resolver is None and spec.name in ("bars", "quotes"):
         resolver = contracts_resolver(store.read("contracts"))
     resolved = time.perf_counter()
-    batches, failures, split = _convert_files(spec.name, zone, paths, resolver)
-    split["read"] += listed - started
-    split["normalise"] += resolved - listed
-    if failures:
-        shown = "\n  ".join(failures[:20])
-        more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
-        raise ReplayError(
-            f"replay of {spec.name}: {len(failures)} raw record(s) could not be normalised; "
-            f"nothing was written:\n  {shown}{more}"
+    conversion = _Conversion(spec.name, zone, paths, resolver, processes)
+    with closing(conversion.chunks()) as chunks:
+        result = store.load_stream(
+            spec.name,
+            chunks,
+            run_id=run_id or f"replay-{iso_ms(round(store.clock.now().timestamp() * 1000))}",
+            mode="replace",
+            only=wanted,
         )
-    result = store.load(
-        spec.name,
-        batches,
-        run_id=run_id or f"replay-{iso_ms(round(store.clock.now().timestamp() * 1000))}",
-        mode="replace",
-        only=wanted,
-    )
-    seconds = {**split, **result.seconds}
+    seconds = {
+        "read": conversion.read_s + (listed - started),
+        "normalise": conversion.normalise_s + (resolved - listed),
+        "parse_wall": conversion.finished - started,
+        **result.seconds,
+    }
     return ReplayResult(
         dataset=spec.name,
         records=len(paths),
-        rows_normalised=sum(int(b.table.num_rows) for b in batches),
+        rows_normalised=conversion.rows,
         write=result,
         seconds=seconds,
+        workers=conversion.workers,
     )
 
 
-def _convert_files(
-    dataset: str, zone: RawZone, paths: Sequence[str], resolver: Resolver | None
-) -> tuple[list[Batch], list[str], dict[str, float]]:
-    """Batches of the raw files at ``paths``, the failures (one line per file that cannot be
-    normalised) and the seconds spent reading (files, decompression, JSON) and normalising.
+# --- reading and normalising raw files, in this process or in a pool ----------------------------
 
-    Each file is normalised as soon as it is read, so its decoded payload (a million small
-    Python objects per thousand answers) is freed right away: memory holds the Arrow tables,
-    not every payload, and the garbage collector never rescans a growing heap of payloads.
-    (A background thread reading files ahead was measured slower: it contends for the GIL.)
-    Positions are the exception (the pages of a listing only make sense together): they are
-    read first, then normalised.
-    """
-    read_s = normalise_s = 0.0
-    batches: list[Batch] = []
-    failures: list[str] = []
-    if dataset == "positions":
-        started = time.perf_counter()
-        records = [zone.read(rel) for rel in paths]
-        read_s = time.perf_counter() - started
+MAX_CHUNK_FILES = 32
+"""Raw files per conversion task: enough that a task's fixed costs (one pickled table, a queue
+round trip) stay small, few enough that the workers finish together."""
+
+MIN_FILES_PER_WORKER = 4
+"""Below this many files per worker, forking and shipping cost more than they save."""
+
+VALIDATE_ROWS = 131_072
+"""Rows handed to the store's contracts at a time: a validation has a fixed cost (~6 ms)
+that stays small at this size, and the chunks are small enough for validation to keep pace
+with the workers instead of waiting for the last file."""
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def replay_workers(workers: int | None = None) -> int:
+    """The processes a replay reads and normalises with: ``workers`` if given, else the
+    ``IB_PIPELINE_REPLAY_WORKERS`` setting (`WarehouseSettings.replay_workers`), else
+    `available_cpus`. ValueError unless it is a positive integer."""
+    if workers is None:
+        workers = WarehouseSettings.from_env().replay_workers
+        if workers is None:
+            return available_cpus()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"replay workers must be a positive integer, got {workers!r}")
+    return workers
+
+
+@dataclass
+class _Converted:
+    """Batches of some raw files in file order, one line per file that could not be read or
+    normalised (naming it), and the seconds spent reading and normalising."""
+
+    batches: list[Batch] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    read_s: float = 0.0
+    normalise_s: float = 0.0
+
+
+class _Conversion:
+    """The raw files of one replay turned into batches, run by `chunks`, which also keeps the
+    failures, the rows, the seconds of work and when the last file was done (``finished``)."""
+
+    def __init__(
+        self,
+        dataset: str,
+        zone: RawZone,
+        paths: Sequence[str],
+        resolver: Resolver | None,
+        workers: int,
+    ) -> None:
+        self.dataset, self.zone, self.paths, self.resolver = dataset, zone, paths, resolver
+        self.workers = 1
+        if dataset != "positions" and _can_fork():
+            processes = min(workers, len(paths) // MIN_FILES_PER_WORKER)
+            self.workers = processes if processes >= 2 else 1
+        self.failures: list[str] = []
+        self.rows = 0
+        self.read_s = self.normalise_s = 0.0
+        self.finished = time.perf_counter()
+
+    def chunks(self) -> Generator[list[Batch], None, None]:
+        """Chunks of about `VALIDATE_ROWS` rows of batches, in file order (the cut depends
+        only on the batches, never on the worker count). Once a failure is seen nothing more
+        is yielded (it would never be written), but every file is still converted so that the
+        `ReplayError` raised at the end names every failing one."""
+        pending: list[Batch] = []
+        rows = 0
+        for converted in self._converted():
+            self.read_s += converted.read_s
+            self.normalise_s += converted.normalise_s
+            for batch in converted.batches:
+                self.rows += int(batch.table.num_rows)
+                if self.failures:
+                    continue
+                pending.append(batch)
+                rows += int(batch.table.num_rows)
+                if rows >= VALIDATE_ROWS:
+                    yield pending
+                    pending, rows = [], 0
+            self.failures.extend(converted.failures)
+        self.finished = time.perf_counter()
+        if self.failures:
+            shown = "\n  ".join(self.failures[:20])
+            count = len(self.failures)
+            more = f"\n  ... and {count - 20} more" if count > 20 else ""
+            raise ReplayError(
+                f"replay of {self.dataset}: {count} raw record(s) could not be read or "
+                f"normalised; nothing was written:\n  {shown}{more}"
+            )
+        if pending:
+            yield pending
+
+    def _converted(self) -> Iterator[_Converted]:
+        """Converted runs of files, in file order: in this process, or from a pool of forked
+        processes whose results come back in submission order. Positions are converted in one
+        go: the pages of a listing only make sense together."""
+        if self.dataset == "positions":
+            yield _convert_positions(self.zone, self.paths, self.resolver)
+            return
+        if self.workers < 2:
+            for run in _chunks(self.paths, MAX_CHUNK_FILES):
+                yield _convert_each(self.dataset, self.zone, run, self.resolver)
+            return
+        pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_start_worker,
+            initargs=(_Job(self.dataset, self.zone, self.resolver),),
+        )
+        size = max(1, min(MAX_CHUNK_FILES, math.ceil(len(self.paths) / (self.workers * 4))))
         try:
-            batches = to_batches(dataset, records, resolver)
-        except (InvalidPayloadError, ValueError) as error:
-            failures.append(str(error))
-        normalise_s = time.perf_counter() - started - read_s
-    else:
-        for rel in paths:
-            started = time.perf_counter()
-            record = zone.read(rel)
-            read_done = time.perf_counter()
+            for shipment in pool.map(_convert_chunk, _chunks(self.paths, size)):
+                yield shipment.unpack()
+        finally:  # also when the consumer stops early (an error): pending tasks are dropped
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+_BATCH_FIELDS = tuple(f.name for f in fields(Batch) if f.name != "table")
+
+
+@dataclass(frozen=True)
+class _Shipment:
+    """A `_Converted` on its way out of a worker. The batches' rows travel as ONE Arrow table
+    (a few buffers; pickling a thousand small tables one by one was measured 6x slower) with
+    each batch's row count and other fields; ``loose`` carries the batches as they are when
+    their tables cannot be concatenated (different schemas)."""
+
+    rows: pa.Table | None
+    counts: tuple[int, ...]
+    contexts: tuple[dict[str, Any], ...]
+    loose: tuple[Batch, ...]
+    failures: tuple[str, ...]
+    read_s: float
+    normalise_s: float
+
+    @classmethod
+    def pack(cls, converted: _Converted) -> _Shipment:
+        batches = converted.batches
+        rows: pa.Table | None = None
+        if batches:
             try:
-                batches.extend(to_batches(dataset, [record], resolver))
-            except (InvalidPayloadError, ValueError) as error:
-                failures.append(f"{record.path}: {error}")
-            del record  # its payload: no longer needed once normalised
-            read_s += read_done - started
-            normalise_s += time.perf_counter() - read_done
-    return batches, failures, {"read": read_s, "normalise": normalise_s}
+                rows = pa.concat_tables([b.table for b in batches]).combine_chunks()
+            except pa.ArrowInvalid:
+                rows = None
+        packed = rows is not None
+        return cls(
+            rows=rows,
+            counts=tuple(int(b.table.num_rows) for b in batches) if packed else (),
+            contexts=tuple({n: getattr(b, n) for n in _BATCH_FIELDS} for b in batches)
+            if packed
+            else (),
+            loose=() if packed else tuple(batches),
+            failures=tuple(converted.failures),
+            read_s=converted.read_s,
+            normalise_s=converted.normalise_s,
+        )
+
+    def unpack(self) -> _Converted:
+        batches = list(self.loose)
+        if self.rows is not None:
+            offset = 0
+            for count, context in zip(self.counts, self.contexts, strict=True):
+                batches.append(Batch(self.rows.slice(offset, count), **context))
+                offset += count
+        return _Converted(batches, list(self.failures), self.read_s, self.normalise_s)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every worker of one replay needs; handed over by fork, never pickled (a resolver
+    may be a closure)."""
+
+    dataset: str
+    zone: RawZone
+    resolver: Resolver | None
+
+
+_WORKER: dict[str, _Job] = {}
+"""The job of this worker process (set by `_start_worker`; empty in the calling process)."""
+
+
+def _start_worker(job: _Job) -> None:
+    # Objects inherited from the parent are never garbage: freezing them keeps this process's
+    # collector from rescanning them (and from copying their pages) as payloads come and go.
+    gc.freeze()
+    _WORKER["job"] = job
+
+
+def _convert_chunk(paths: list[str]) -> _Shipment:
+    job = _WORKER.get("job")
+    if job is None:
+        raise RuntimeError("replay worker used before _start_worker")
+    return _Shipment.pack(_convert_each(job.dataset, job.zone, paths, job.resolver))
+
+
+def _convert_each(
+    dataset: str, zone: RawZone, paths: Sequence[str], resolver: Resolver | None
+) -> _Converted:
+    """Convert files one by one: each file is normalised as soon as it is read, so its decoded
+    payload (a million small Python objects per thousand answers) is freed right away and the
+    garbage collector never rescans a growing heap of payloads. (A background thread reading
+    files ahead was measured slower: it contends for the GIL.)"""
+    result = _Converted()
+    for rel in paths:
+        started = time.perf_counter()
+        try:
+            record = zone.read(rel)
+        except ValueError as error:  # names the file
+            result.failures.append(str(error))
+            result.read_s += time.perf_counter() - started
+            continue
+        read_done = time.perf_counter()
+        try:
+            result.batches.extend(to_batches(dataset, [record], resolver))
+        except (InvalidPayloadError, ValueError) as error:
+            result.failures.append(f"{record.path}: {error}")
+        del record  # its payload: no longer needed once normalised
+        result.read_s += read_done - started
+        result.normalise_s += time.perf_counter() - read_done
+    return result
+
+
+def _convert_positions(
+    zone: RawZone, paths: Sequence[str], resolver: Resolver | None
+) -> _Converted:
+    """Every positions file read first, then normalised together (a listing's pages)."""
+    started = time.perf_counter()
+    result = _Converted()
+    records = []
+    for rel in paths:
+        try:
+            records.append(zone.read(rel))
+        except ValueError as error:  # names the file
+            result.failures.append(str(error))
+    result.read_s = time.perf_counter() - started
+    if not result.failures:
+        try:
+            result.batches = to_batches("positions", records, resolver)
+        except (InvalidPayloadError, ValueError) as error:
+            result.failures.append(str(error))
+    result.normalise_s = time.perf_counter() - started - result.read_s
+    return result
+
+
+def _chunks(paths: Sequence[str], size: int) -> list[list[str]]:
+    """Consecutive runs of ``paths``, ``size`` long (the last one shorter)."""
+    return [list(paths[i : i + size]) for i in range(0, len(paths), size)]
+
+
+def _can_fork() -> bool:
+    """Worker processes are forked (the job, resolver included, is inherited, not pickled);
+    a daemonic process (some executors run steps in one) may not have children."""
+    return (
+        "fork" in multiprocessing.get_all_start_methods()
+        and not multiprocessing.current_process().daemon
+    )

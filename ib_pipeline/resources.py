@@ -65,7 +65,9 @@ class IbkrClientResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         default=False, description="Skip TLS verification (refused unless the host is loopback)."
     )
     access_token: str | None = Field(
-        default=None, description="OAuth bearer token; use dg.EnvVar, never a literal."
+        default=None,
+        description="OAuth bearer token; use dg.EnvVar, never a literal.",
+        repr=False,  # inside a run Dagster has resolved the EnvVar: the value itself
     )
     token_env: str | None = Field(
         default=DEFAULT_TOKEN_ENV,

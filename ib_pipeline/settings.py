@@ -15,6 +15,10 @@ Settings
     ``1``/``true``/``on`` (default) keeps every API response the loader uses as compressed
     JSON under ``<root>/raw`` so partitions can be rebuilt without calling IBKR again;
     ``0``/``false``/``off`` turns it off.
+``IB_PIPELINE_REPLAY_WORKERS``
+    Processes that read and normalise raw records during a replay (`ib_pipeline.replay`):
+    a positive integer; default (unset or empty) the CPUs this process may run on; ``1`` replays
+    in the calling process alone.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 DEFAULT_WAREHOUSE_ROOT = "./warehouse"
 WAREHOUSE_ENV = "IB_PIPELINE_WAREHOUSE"
 RAW_ZONE_ENV = "IB_PIPELINE_RAW_ZONE"
+REPLAY_WORKERS_ENV = "IB_PIPELINE_REPLAY_WORKERS"
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -41,12 +46,25 @@ def parse_flag(name: str, text: str) -> bool:
     raise ValueError(f"{name}={text!r} is not an on/off value; use one of {sorted(_TRUE | _FALSE)}")
 
 
+def parse_positive_int(name: str, text: str) -> int:
+    """Read a count setting; anything but a positive integer is an error naming the setting."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}={text!r} is not a positive integer")
+    return value
+
+
 @dataclass(frozen=True)
 class WarehouseSettings:
-    """Where the warehouse lives and whether raw API responses are kept."""
+    """Where the warehouse lives, whether raw API responses are kept, and how many processes
+    a replay uses (None: the CPUs available)."""
 
     root: str = DEFAULT_WAREHOUSE_ROOT
     raw_zone: bool = True
+    replay_workers: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WarehouseSettings:
@@ -56,4 +74,6 @@ class WarehouseSettings:
         raw_zone = (
             True if raw_text is None or not raw_text.strip() else parse_flag(RAW_ZONE_ENV, raw_text)
         )
-        return cls(root=root, raw_zone=raw_zone)
+        workers_text = env.get(REPLAY_WORKERS_ENV, "").strip()
+        workers = parse_positive_int(REPLAY_WORKERS_ENV, workers_text) if workers_text else None
+        return cls(root=root, raw_zone=raw_zone, replay_workers=workers)

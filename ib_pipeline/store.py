@@ -25,9 +25,11 @@ What it must never do: call the API, or write a row that failed its contract.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -200,6 +202,24 @@ class Store:
         (not written, not quarantined), except rejected rows that belong to no partition at
         all (a bar outside every session): no other load could claim them, so they are
         quarantined whatever ``only`` says. Returns counts per partition and the quarantine."""
+        return self.load_stream(dataset, [batches], run_id=run_id, mode=mode, only=only)
+
+    def load_stream(
+        self,
+        dataset: str,
+        chunks: Iterable[Sequence[Batch]],
+        *,
+        run_id: str,
+        mode: Mode = "merge",
+        only: Collection[str] | None = None,
+    ) -> WriteResult:
+        """`load` of batches arriving in consecutive chunks (oldest first), with the result of
+        `load` of them all at once. Each chunk is validated as soon as it arrives, so the
+        contracts run while whatever produces the next chunk works (a replay's processes
+        convert raw files meanwhile); partitions and quarantine are written only after the
+        last chunk, so an iterator that raises leaves them untouched. A context group's
+        trading hours are those of its batches up to the current chunk.
+        ``seconds["wait"]``: time spent waiting for chunks (not counted in ``write``)."""
         spec = dataset_spec(dataset)
         if mode not in ("merge", "replace"):
             raise ValueError(f"mode must be 'merge' or 'replace', got {mode!r}")
@@ -208,52 +228,66 @@ class Store:
         now = self.clock.now()
         now_ms = round(now.timestamp() * 1000)
         started = time.perf_counter()
-        sources = [as_source(scrub(batch.source)) for batch in batches]
+        sources: list[Any] = []
 
         new_rows: dict[Partition, list[pa.Table]] = {}
-        quarantined: list[pa.Table] = []
+        by_group: dict[tuple[Any, ...], list[pa.Table]] = {}  # quarantine records, group-major
+        group_hours: dict[tuple[Any, ...], dict[int, TradingHours] | None] = {}
         reasons: dict[str, int] = {}
         collapsed = 0
         validating = 0.0  # seconds inside the contracts (the rest is partitioning and I/O)
-        for indices, context in _context_groups(batches, now):
-            tables = [batches[i].table for i in indices]
-            counts = [t.num_rows for t in tables]
-            combined = _concat_conformed(spec, tables)
-            ids = np.repeat(np.asarray(indices, dtype=np.int64), counts)
-            checking = time.perf_counter()
-            result = validate(spec.name, combined, context, batches=ids)
-            validating += time.perf_counter() - checking
-            collapsed += result.duplicates_collapsed
-            for name, count in result.reasons.items():
-                reasons[name] = reasons.get(name, 0) + count
-            valid = result.valid.rename_columns(
-                [keys.ORDINAL if n == BATCH else n for n in result.valid.column_names]
-            )
-            for partition, rows in spec.group(valid):
-                if only is not None and partition.id not in only:
-                    continue
-                part = valid if len(rows) == valid.num_rows else valid.take(pa.array(rows))
-                new_rows.setdefault(partition, []).append(part)
-            records, homeless = self._quarantine_records(
-                spec, result.rejected, sources, run_id, now_ms
-            )
-            if only is not None and records.num_rows:
-                targets = records.column("partition").to_pylist()
-                wanted = pa.array([p in only or h for p, h in zip(targets, homeless, strict=True)])
-                records = records.filter(wanted)
-            if records.num_rows:
-                quarantined.append(records)
+        waiting = 0.0  # seconds waiting for the next chunk
+        pending = iter(chunks)
+        while True:
+            asked = time.perf_counter()
+            batches = next(pending, None)
+            waiting += time.perf_counter() - asked
+            if batches is None:
+                break
+            first = len(sources)  # sources, batch ordinals: numbered across all chunks
+            sources.extend(as_source(scrub(batch.source)) for batch in batches)
+            for group, indices, context in _context_groups(batches, now, group_hours):
+                tables = [batches[i].table for i in indices]
+                counts = [t.num_rows for t in tables]
+                combined = _concat_conformed(spec, tables)
+                ids = np.repeat(np.asarray(indices, dtype=np.int64) + first, counts)
+                checking = time.perf_counter()
+                result = validate(spec.name, combined, context, batches=ids)
+                validating += time.perf_counter() - checking
+                collapsed += result.duplicates_collapsed
+                for name, count in result.reasons.items():
+                    reasons[name] = reasons.get(name, 0) + count
+                valid = result.valid.rename_columns(
+                    [keys.ORDINAL if n == BATCH else n for n in result.valid.column_names]
+                )
+                for partition, rows in spec.group(valid):
+                    if only is not None and partition.id not in only:
+                        continue
+                    new_rows.setdefault(partition, []).append(_rows_of(valid, rows))
+                records, homeless = self._quarantine_records(
+                    spec, result.rejected, sources, run_id, now_ms
+                )
+                if only is not None and records.num_rows:
+                    targets = records.column("partition").to_pylist()
+                    wanted = pa.array(
+                        [p in only or h for p, h in zip(targets, homeless, strict=True)]
+                    )
+                    records = records.filter(wanted)
+                if records.num_rows:
+                    by_group.setdefault(group, []).append(records)
 
+        quarantined = [records for group in by_group.values() for records in group]
         all_records = (
             pa.concat_tables(quarantined) if quarantined else QUARANTINE_SCHEMA.empty_table()
         )
         per_partition_q = _count_by(all_records.column("partition").to_pylist())
-        written = []
+        writes: list[Callable[[], PartitionWrite]] = []
         for partition in sorted(new_rows):
             parts = new_rows[partition]
             used = sorted({int(b) for t in parts for b in pc.unique(t[keys.ORDINAL]).to_pylist()})
-            written.append(
-                self._write_partition(
+            writes.append(
+                functools.partial(
+                    self._write_partition,
                     spec,
                     partition,
                     [_shift_ordinal(t) for t in parts],
@@ -264,6 +298,7 @@ class Store:
                     quarantined=per_partition_q.get(partition.id, 0),
                 )
             )
+        written = _run_writes(writes)
         q_files = []
         if all_records.num_rows:
             path = quarantine_file(spec.name, all_records)
@@ -285,8 +320,9 @@ class Store:
             quarantine_files=tuple(q_files),
             seconds={
                 "validate": validating,
-                "write": stored - started - validating,
+                "write": stored - started - validating - waiting,
                 "catalog": finished - stored,
+                "wait": waiting,
             },
         )
 
@@ -514,18 +550,22 @@ def _count_by(values: list[str]) -> dict[str, int]:
 
 
 def _context_groups(
-    batches: Sequence[Batch], now: datetime
-) -> list[tuple[list[int], ValidationContext]]:
+    batches: Sequence[Batch],
+    now: datetime,
+    group_hours: dict[tuple[Any, ...], dict[int, TradingHours] | None],
+) -> list[tuple[tuple[Any, ...], list[int], ValidationContext]]:
     """Batches that can be validated together: same snapshot time, window and outside-RTH
-    flag; their trading hours are merged (one conid with two different hours is an error)."""
+    flag; their trading hours are merged (one conid with two different hours is an error),
+    also with the hours ``group_hours`` holds from a stream's earlier chunks (updated)."""
     grouped: dict[tuple[Any, ...], list[int]] = {}
     for index, batch in enumerate(batches):
         rth = batch.outside_rth
         flag: Any = rth if isinstance(rth, bool) else tuple(sorted(rth.items()))
         grouped.setdefault((batch.as_of, batch.window, flag), []).append(index)
     result = []
-    for (as_of, window, _), indices in grouped.items():
-        hours: dict[int, TradingHours] | None = None
+    for group, indices in grouped.items():
+        as_of, window, _ = group
+        hours = group_hours.get(group)
         for index in indices:
             given = batches[index].hours
             if given is None:
@@ -537,11 +577,16 @@ def _context_groups(
                         f"conid {conid} has two different trading hours in one load: "
                         f"{hours[conid].name} and {value.name}"
                     )
+        group_hours[group] = hours
         outside = batches[indices[0]].outside_rth
         context = ValidationContext(
-            now=now, as_of=as_of, window=window, hours=hours, outside_rth=outside
+            now=now,
+            as_of=as_of,
+            window=window,
+            hours=None if hours is None else dict(hours),
+            outside_rth=outside,
         )
-        result.append((indices, context))
+        result.append((group, indices, context))
     return result
 
 
@@ -550,6 +595,29 @@ def _concat_conformed(spec: DatasetSpec, tables: list[pa.Table]) -> pa.Table:
     if len(tables) == 1:
         return tables[0]
     return pa.concat_tables([conform(spec, t) for t in tables])
+
+
+def _run_writes(writes: list[Callable[[], PartitionWrite]]) -> list[PartitionWrite]:
+    """Run the partition writes, several at once when there are several: merging, Parquet
+    encoding, hashing and fsync release the GIL (measured 0.25 s -> 0.15 s for ten partitions
+    of 96k bars on 2 cores). Each write holds its own partition's lock and replaces its file
+    atomically, as before; results keep the partitions' order; an error is raised once every
+    write has finished (each partition is still either old or new, never a mix)."""
+    threads = min(len(writes), os.cpu_count() or 1)
+    if threads < 2:
+        return [write() for write in writes]
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="partition-write") as pool:
+        futures = [pool.submit(write) for write in writes]
+        return [future.result() for future in futures]
+
+
+def _rows_of(table: pa.Table, rows: np.ndarray[Any, np.dtype[np.int64]]) -> pa.Table:
+    """``table``'s rows at the indices ``rows``, in that order: a zero-copy slice when they are
+    one consecutive run, as a partition's rows are when the batches came in time order (a
+    replay); a ``take`` copying every column otherwise."""
+    if len(rows) and bool((np.diff(rows) == 1).all()):
+        return table.slice(int(rows[0]), len(rows))
+    return table.take(pa.array(rows))
 
 
 def _shift_ordinal(table: pa.Table) -> pa.Table:

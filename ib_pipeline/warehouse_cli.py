@@ -35,6 +35,15 @@ def _root(value: str | None) -> str:
     return value or WarehouseSettings.from_env().root
 
 
+def _store(value: str | None, *, catalog: bool = True) -> Store:
+    """The store at ``value`` (or the default root); a root the store refuses (one DuckDB
+    would read as a glob pattern) is a one-line error, not a traceback."""
+    try:
+        return Store(_root(value), catalog=catalog)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+
+
 def _console() -> Console:
     """Rich output; when piped (not a terminal), wide enough that no value is cut short."""
     return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 240)
@@ -121,7 +130,7 @@ def manifest(
 ) -> None:
     """Show what the warehouse holds: per dataset, partitions, rows, time range, quarantined
     rows and any manifest that disagrees with its data (stale: a crash between the writes)."""
-    store = Store(_root(root), catalog=False)
+    store = _store(root, catalog=False)
     names = list(datasets) or list(DATASETS)
     try:
         found = {name: store.manifests(name, verify=verify) for name in names}
@@ -192,7 +201,7 @@ def replay_command(
     root: str | None,
 ) -> None:
     """Rebuild DATASET's partitions from the raw zone alone (no API calls), replacing them."""
-    store = Store(_root(root))
+    store = _store(root)
     try:
         result = replay(
             store,

@@ -75,6 +75,10 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "ib-pipeline/0.1 (+httpx)"
 
+ABANDONED_HOLD_FACTOR = 2.0
+"""A request abandoned on a read timeout keeps its concurrency slot this many read timeouts
+longer (`pacing.Lease`): the gateway is assumed to finish it within three timeouts in all."""
+
 ErrorBodyFilter = Callable[[str], bool]
 """Decides whether a 200 ``{"error": text}`` answer is a payload the caller interprets."""
 
@@ -290,13 +294,18 @@ class IbkrClient:
         http = self._http
         if http is None:
             raise RuntimeError("the client is not open: use `async with IbkrClient(...)`")
-        async with self.pacer.slot(endpoint.group):
+        async with self.pacer.slot(endpoint.group) as lease:
             self.stats.requests[endpoint.name] += 1
             try:
                 response = await http.request(
                     endpoint.method, path, params=query or None, json=body
                 )
             except httpx.HTTPError as error:
+                if isinstance(error, httpx.ReadTimeout):
+                    # The gateway has the request and may still be working on it (and counting
+                    # it against its limits): its slot stays taken while it is given time to
+                    # finish, up to three times the timeout in all.
+                    lease.abandon(ABANDONED_HOLD_FACTOR * self.settings.timeouts.read)
                 raise self._transport_error(endpoint, path, error) from error
         return self._interpret(endpoint, path, response, error_ok)
 

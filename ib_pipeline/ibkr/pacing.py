@@ -15,6 +15,9 @@ After a 429, `Pacer.penalize` pauses every request of the pacer until the Retry-
 passed, then runs the global rate at a fraction of normal for a recovery period, so the client
 leaves the penalty box instead of hammering it.
 
+A history request abandoned on a read timeout keeps its concurrency slot a while longer
+(`Lease.abandon`): the gateway is still working on it, and counting it.
+
 What this module must never do: send HTTP, or sleep without a reason it can name.
 """
 
@@ -51,6 +54,26 @@ def _spacing_limiter(per_second: float) -> AsyncLimiter:
     return AsyncLimiter(1, 1.0 / per_second)
 
 
+class Lease:
+    """The slot of one request, as the request's sender sees it.
+
+    A request the client gives up on without an answer (a read timeout) has reached the
+    gateway, which keeps working on it and keeps counting it against its concurrency limit
+    (history: 5 at once, the 6th opens the penalty box). Releasing its slot at once would let
+    the retry, or another request, run beside it. `abandon` keeps the slot taken for a while
+    after the request ends, the time the gateway is given to finish it.
+    """
+
+    __slots__ = ("hold_s",)
+
+    def __init__(self) -> None:
+        self.hold_s = 0.0
+
+    def abandon(self, hold_s: float) -> None:
+        """The request was abandoned: keep its concurrency slot ``hold_s`` seconds longer."""
+        self.hold_s = max(self.hold_s, hold_s)
+
+
 class Pacer:
     """Per-endpoint and global limits of one gateway, for the tasks of one event loop."""
 
@@ -72,10 +95,13 @@ class Pacer:
         """Requests admitted per pacing group (for tests, benchmarks and logs)."""
         self.penalties = 0
         """How many 429 answers this pacer has been told about."""
+        self.lingering = 0
+        """Concurrency slots kept past the end of an abandoned request (see `Lease`)."""
 
     @asynccontextmanager
-    async def slot(self, group: PacingGroup) -> AsyncIterator[None]:
-        """Wait until a request of ``group`` may be sent; hold the slot while it runs.
+    async def slot(self, group: PacingGroup) -> AsyncIterator[Lease]:
+        """Wait until a request of ``group`` may be sent; hold the slot while it runs (and
+        longer if the request was abandoned: see `Lease`).
 
         Order matters: the concurrency cap first (held for the request's duration), then the
         endpoint's own rate, then the penalty pause, and the global rate last, so a global
@@ -85,6 +111,7 @@ class Pacer:
         the interval between two of their requests.
         """
         semaphore = self._history if group is PacingGroup.HISTORY else None
+        lease: Lease | None = None
         if semaphore is not None:
             await semaphore.acquire()
         try:
@@ -101,10 +128,15 @@ class Pacer:
                 if self._loop_time() >= self._resume_at:
                     break  # no 429 arrived while this task waited for its tokens
             self.requests[group.value] += 1
-            yield
+            lease = Lease()
+            yield lease
         finally:
             if semaphore is not None:
-                semaphore.release()
+                if lease is not None and lease.hold_s > 0:
+                    self.lingering += 1
+                    asyncio.get_running_loop().call_later(lease.hold_s, semaphore.release)
+                else:
+                    semaphore.release()
 
     def penalize(self, pause_s: float) -> None:
         """A 429 arrived: pause every request for ``pause_s`` seconds, then slow down."""

@@ -4,5 +4,6 @@ Each module has one job: `fs` (a warehouse root on local disk or an fsspec URL, 
 writes), `paths` (safe partition names), `datasets` (what each dataset stores and how it is
 partitioned), `keys` (sorting and duplicate detection on keys), `bar_sessions` (which trading
 session a bar belongs to), `parquet` (deterministic Parquet bytes), `manifest` (what a
-partition holds) and `quarantine` (rejected rows with their reasons).
+partition holds), `quarantine` (rejected rows with their reasons) and `listing` (the data
+files each DuckDB view names).
 """

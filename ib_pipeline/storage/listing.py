@@ -10,10 +10,12 @@ all have the columns the view selects. This module makes that list.
   keeps those matching one of its layouts (`storage.datasets.Layout`) and groups them by
   (layout, stored columns the files lack). A file written before a column was added to its
   dataset lacks it; the view reads it as NULL.
-- A file's columns come from its Parquet footer, read only when not already known: ``known``
-  maps files to the columns a previous listing found (the catalog keeps them). The store
-  only ever adds columns to a file it rewrites, never removes one, so a file once known to
-  hold every stored column still does; a file known to lack some is read again.
+- A file's columns (and row count) come from its Parquet footer, read only when not already
+  known: ``known`` holds what a previous listing found (the catalog keeps it). The store only
+  ever adds columns to a file it rewrites, never removes one, so a file once known to hold
+  every stored column still does; a file known to lack some is read again. Row counts only
+  feed DuckDB's cardinality estimate (``explicit_cardinality``): one gone stale after an
+  in-place rewrite changes a plan, never a result.
 
 What it must never do: read data pages, guess a file's columns, or accept a file name that
 DuckDB would read as a glob pattern.
@@ -55,6 +57,14 @@ VIEW_SOURCES: tuple[ViewSource, ...] = (
 
 
 @dataclass(frozen=True)
+class FileInfo:
+    """What the footer of one data file said: its stored columns and its rows."""
+
+    columns: frozenset[str]
+    rows: int
+
+
+@dataclass(frozen=True)
 class FileGroup:
     """Files DuckDB can read in one ``read_parquet`` without ``union_by_name``: same layout,
     same stored columns missing (usually none)."""
@@ -62,6 +72,7 @@ class FileGroup:
     layout: Layout
     missing: tuple[str, ...]  # stored columns these files lack, in schema order
     files: tuple[str, ...]  # root-relative paths, sorted
+    rows: int  # rows in the files when listed (an estimate once they are rewritten)
 
 
 @dataclass(frozen=True)
@@ -70,11 +81,7 @@ class DatasetListing:
 
     source: ViewSource
     groups: tuple[FileGroup, ...]
-    columns: Mapping[str, frozenset[str]]  # each listed file -> stored columns it has
-
-    @property
-    def files(self) -> tuple[str, ...]:
-        return tuple(sorted(self.columns))
+    files: Mapping[str, FileInfo]  # every listed file
 
 
 def matches(rel: str, pattern: str) -> bool:
@@ -95,32 +102,33 @@ def check_no_glob(path: str) -> str:
     return path
 
 
-def read_columns(root: LocalRoot | FsspecRoot, rel: str) -> frozenset[str]:
-    """Column names in the footer of data file ``rel`` (no data pages are read)."""
+def read_footer(root: LocalRoot | FsspecRoot, rel: str) -> FileInfo:
+    """Columns and rows in the footer of data file ``rel`` (no data pages are read)."""
     try:
         if isinstance(root, LocalRoot):
-            schema = pq.read_schema(root.full(rel))
+            metadata = pq.read_metadata(root.full(rel))
         else:
             with root.filesystem().open(root.full(rel), "rb") as handle:
-                schema = pq.read_schema(handle)
+                metadata = pq.read_metadata(handle)
+        names = metadata.schema.to_arrow_schema().names
     except (OSError, pa.ArrowException) as error:
         raise ValueError(f"{rel} is not a readable Parquet file: {error}") from None
-    return frozenset(schema.names)
+    return FileInfo(frozenset(names), int(metadata.num_rows))
 
 
 def list_dataset(
     root: LocalRoot | FsspecRoot,
     source: ViewSource,
-    known: Mapping[str, frozenset[str]] | None = None,
+    known: Mapping[str, FileInfo] | None = None,
 ) -> DatasetListing:
-    """The data files of ``source`` under ``root``, grouped for DuckDB. ``known``: columns of
-    files from an earlier listing; only files not known to hold every stored column have their
-    footer read. Files matching none of the dataset's layouts are not data files and are left
-    out (as a layout glob would have left them)."""
+    """The data files of ``source`` under ``root``, grouped for DuckDB. ``known``: files of an
+    earlier listing; only files not known to hold every stored column have their footer read.
+    Files matching none of the dataset's layouts are not data files and are left out (as a
+    layout glob would have left them)."""
     stored = frozenset(source.schema.names)
     known = known or {}
     prefix = len(source.name) + 1
-    columns: dict[str, frozenset[str]] = {}
+    files: dict[str, FileInfo] = {}
     grouped: dict[tuple[int, tuple[str, ...]], list[str]] = {}
     for rel in root.files(source.name, DATA_SUFFIX):
         inner = rel[prefix:]
@@ -130,27 +138,36 @@ def list_dataset(
         if index is None:
             continue
         check_no_glob(rel)
+        before = known.get(rel)
+        if before is None or not before.columns >= stored:
+            found = read_footer(root, rel)
+            before = FileInfo(found.columns & stored, found.rows)
+        files[rel] = before
         # a column named by the layout's folders comes from the path, not from the file
         from_path = {key for key, _ in source.layouts[index].keys}
-        before = known.get(rel, frozenset())
-        found = before if before >= stored else read_columns(root, rel) & stored
-        columns[rel] = found
-        missing = tuple(n for n in source.schema.names if n not in found and n not in from_path)
+        missing = tuple(
+            n for n in source.schema.names if n not in before.columns and n not in from_path
+        )
         grouped.setdefault((index, missing), []).append(rel)
     groups = tuple(
-        FileGroup(source.layouts[index], missing, tuple(sorted(files)))
-        for (index, missing), files in sorted(grouped.items())
+        FileGroup(
+            source.layouts[index],
+            missing,
+            tuple(sorted(rels)),
+            sum(files[rel].rows for rel in rels),
+        )
+        for (index, missing), rels in sorted(grouped.items())
     )
-    return DatasetListing(source, groups, columns)
+    return DatasetListing(source, groups, files)
 
 
 def list_all(
-    root: LocalRoot | FsspecRoot, known: Mapping[str, frozenset[str]] | None = None
+    root: LocalRoot | FsspecRoot, known: Mapping[str, FileInfo] | None = None
 ) -> list[DatasetListing]:
     """`list_dataset` for every view source, in view order."""
     return [list_dataset(root, source, known) for source in VIEW_SOURCES]
 
 
-def known_columns(listings: Sequence[DatasetListing]) -> dict[str, frozenset[str]]:
-    """Every listed file's columns: the ``known`` of the next listing."""
-    return {rel: cols for listing in listings for rel, cols in listing.columns.items()}
+def known_files(listings: Sequence[DatasetListing]) -> dict[str, FileInfo]:
+    """Every listed file: the ``known`` of the next listing."""
+    return {rel: info for listing in listings for rel, info in listing.files.items()}

@@ -21,7 +21,9 @@ Phases (each counted across the whole backfill, every dataset and the raw zone i
 - ``rename``: a complete temporary file is about to be renamed over its target;
 - ``manifest``: a partition's data file is in place and its manifest not yet written.
 
-Nothing in the zygote starts a thread, opens DuckDB or computes with Arrow before forking.
+The zygote itself never materialises anything: no DuckDB connection, no Arrow computation, no
+thread before a fork (checked). Its first child reports which modules a run imports lazily;
+the zygote imports them, so every later child starts warm (about 1.5 s a run instead of 3).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections import Counter
 from collections.abc import Callable
@@ -45,7 +48,7 @@ from ib_pipeline.clock import FixedClock
 from ib_pipeline.storage.paths import MANIFEST_SUFFIX
 
 sys.path.insert(0, str(Path(__file__).parent))
-from prove_support import (  # noqa: E402 (found beside this script)
+from prove_support import (
     SIM_NOW,
     backfill_definitions,
     materialise_backfill,
@@ -69,7 +72,7 @@ def install_hooks(phase: str | None, kill_at: int, counts: Counter[str]) -> None
         step("fetch")
         return response
 
-    real_validate = storemod.validate
+    real_validate = storemod.validate  # type: ignore[attr-defined]
 
     def validate(*args: Any, **kwargs: Any) -> Any:
         step("validate")
@@ -118,7 +121,7 @@ def install_hooks(phase: str | None, kill_at: int, counts: Counter[str]) -> None
         real_write_atomic(self, rel, data)
 
     httpx.AsyncClient.request = request  # type: ignore[method-assign]
-    storemod.validate = validate
+    storemod.validate = validate  # type: ignore[attr-defined]
     os.replace = replace
     fsmod.open = killing_open  # type: ignore[attr-defined]
     fsmod.LocalRoot.write_atomic = write_atomic  # type: ignore[method-assign]
@@ -143,6 +146,9 @@ def preload(modules: list[str]) -> None:
                 importlib.import_module(name)
             except ImportError:
                 continue  # optional back-ends some module probed for
+    if threading.active_count() != 1:  # forking a process with threads is not safe
+        names = [t.name for t in threading.enumerate()]
+        raise RuntimeError(f"the zygote must not run threads before forking: {names}")
 
 
 def serve() -> None:

@@ -69,9 +69,7 @@ def backfill_universe() -> Universe:
     return parse_universe(BACKFILL_UNIVERSE, source="prove-backfill")
 
 
-def backfill_definitions(
-    base_url: str, root: Path, clock: Clock, **ibkr: Any
-) -> dg.Definitions:
+def backfill_definitions(base_url: str, root: Path, clock: Clock, **ibkr: Any) -> dg.Definitions:
     """The real definitions of `BACKFILL_UNIVERSE` on ``root``, talking to ``base_url``;
     ``ibkr`` sets `IbkrClientResource` fields (ca_bundle, token_env, global_per_s...)."""
     resources = {
@@ -128,9 +126,9 @@ def assert_backfill_equals_truth(root: Path, sim: Simulator) -> None:
     positions = store.read("positions")
     for account in sim.truth.accounts:
         mine = positions.filter(pc.equal(positions["account"], account)).sort_by("conid")
-        expected = sim.truth.positions(account)
-        assert mine["conid"].to_pylist() == [p["conid"] for p in expected], account
-        assert mine["position"].to_pylist() == [float(p["position"]) for p in expected]
+        held = sim.truth.positions(account)
+        assert mine["conid"].to_pylist() == [p["conid"] for p in held], account
+        assert mine["position"].to_pylist() == [float(p["position"]) for p in held]
     for dataset in ("bars", "quotes", "positions", "contracts"):
         manifests = store.manifests(dataset, verify=True)
         assert manifests, dataset

@@ -109,3 +109,19 @@ def test_instance_keeps_its_storage_local_and_runs_one_at_a_time(
         home = tmp_path / ".dagster_home"
         assert Path(instance.root_directory).resolve() == home.resolve()
         assert (home / "storage").is_dir()
+
+
+def test_a_failed_step_is_summarised_by_the_user_error_not_its_library_cause() -> None:
+    """The error a run summary shows (backfill, demo) is the one the asset raised, which names
+    the setting to change, not the lower-level error it was raised from."""
+    from ib_pipeline.definitions import summarize_run  # noqa: PLC0415
+
+    @dg.asset
+    def broken() -> None:
+        try:
+            raise ConnectionError("[SSL: CERTIFICATE_VERIFY_FAILED] low-level detail")
+        except ConnectionError as error:
+            raise ValueError("TLS verification failed: pass ca_bundle=") from error
+
+    summary = summarize_run(dg.materialize([broken], raise_on_error=False))
+    assert summary.errors == ["broken: ValueError: TLS verification failed: pass ca_bundle="]

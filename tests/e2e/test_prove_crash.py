@@ -5,9 +5,10 @@ partial or stray file a reader would pick up, and a re-run reaches the simulator
 
 How it stays fast and deterministic:
 
-- The simulator runs in this process (pacing off: pacing is not under test, and 21 runs in a
+- The simulators run in this process (pacing off: pacing is not under test, and 21 runs in a
   row must not trip it); before every run the test logs in again, so each run meets a fresh
-  gateway session (same snapshot pre-flights, same requests).
+  gateway session (same snapshot pre-flights, same requests). Killed runs and re-runs use two
+  identical simulators, so the re-run of one kill overlaps the next killed run.
 - The materialising process is `prove_crash_child.py`, a zygote that imports Dagster once and
   forks one child per run (about 1.5 s each instead of 5 s for a fresh interpreter); the child
   kills itself through test-only hooks when the chosen event happens (see its docstring for the
@@ -88,13 +89,18 @@ class Zygote:
             env=env,
         )
 
-    def run(self, root: Path, base_url: str, phase: str | None, kill_at: int) -> dict[str, Any]:
-        assert self._process.stdin is not None and self._process.stdout is not None
+    def submit(self, root: Path, base_url: str, phase: str | None, kill_at: int) -> None:
+        """Start one run (killed at ``phase`` #``kill_at``; None: not killed); `collect`
+        waits for its outcome."""
+        assert self._process.stdin is not None
         request = {"root": str(root), "base_url": base_url, "phase": phase, "kill_at": kill_at}
         self._process.stdin.write(json.dumps(request) + "\n")
         self._process.stdin.flush()
+
+    def collect(self) -> dict[str, Any]:
+        assert self._process.stdout is not None
         line = self._process.stdout.readline()
-        assert line, "the crash zygote died"
+        assert line, f"the crash zygote died: see {self._log.name}"
         answer: dict[str, Any] = json.loads(line)
         return answer
 
@@ -107,24 +113,34 @@ class Zygote:
 
 @dataclass
 class Crashes:
-    """One simulator, one zygote and the event counts of a complete run, for the module."""
+    """Two identical simulators (same seed, same pinned clock, so the same truth): one serves
+    the killed runs, the other the re-runs, so that a re-run in this process overlaps the next
+    killed run in the zygote. Plus the event counts of a complete run."""
 
-    sim: Simulator
+    victim: Simulator
+    healer: Simulator
     zygote: Zygote
     counts: dict[str, int]
     tmp: Path
 
-    def kill(self, root: Path, phase: str, kill_at: int) -> None:
-        """A fresh gateway session, then a run into ``root`` killed at ``phase`` #``kill_at``."""
-        self.sim.login()
-        outcome = self.zygote.run(root, self.sim.base_url, phase, kill_at)
+    def start_kill(self, root: Path, phase: str, kill_at: int) -> None:
+        """A fresh gateway session, then a run into ``root`` to be killed at ``phase``
+        #``kill_at`` (collect it with `killed`)."""
+        self.victim.login()
+        self.zygote.submit(root, self.victim.base_url, phase, kill_at)
+
+    def killed(self, phase: str, kill_at: int) -> None:
+        outcome = self.zygote.collect()
         assert outcome["signal"] == signal.SIGKILL, (
             f"{phase} #{kill_at} of {self.counts[phase]}: not killed: {outcome['error']}"
         )
 
     def definitions(self, root: Path) -> dg.Definitions:
-        self.sim.login()
-        return backfill_definitions(self.sim.base_url, root, self.sim.clock, global_per_s=200.0)
+        """The definitions a re-run uses, on a fresh session of the healing simulator."""
+        self.healer.login()
+        return backfill_definitions(
+            self.healer.base_url, root, self.healer.clock, global_per_s=200.0
+        )
 
 
 @pytest.fixture(scope="module")
@@ -136,14 +152,15 @@ def crashes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crashes]:
     config = SimulatorConfig(
         now=SIM_NOW, pacing=PacingConfig(enabled=False), session_timeout_s=None
     )
-    with Simulator(config) as sim:
+    with Simulator(config) as victim, Simulator(config) as healer:
         zygote = Zygote(tmp / "child-tmp")
         try:
-            sim.login()
-            reference = zygote.run(tmp / "reference", sim.base_url, None, 0)
+            victim.login()
+            zygote.submit(tmp / "reference", victim.base_url, None, 0)
+            reference = zygote.collect()
             assert reference["signal"] == 0 and reference["error"] is None, reference["error"]
-            assert_backfill_equals_truth(tmp / "reference", sim)
-            yield Crashes(sim, zygote, reference["counts"], tmp)
+            assert_backfill_equals_truth(tmp / "reference", healer)
+            yield Crashes(victim, healer, zygote, reference["counts"], tmp)
         finally:
             zygote.close()
 
@@ -169,19 +186,27 @@ def test_sigkill_at_twenty_moments_then_a_rerun_reaches_the_truth(crashes: Crash
         for kill_at in sorted(rng.sample(range(1, counts[phase] + 1), KILLS_PER_PHASE))
     ]
     seen_catalog = seen_temp = 0
+
+    def heal(root: Path, where: str) -> None:
+        assert_runs_succeeded(materialise_backfill(crashes.definitions(root)))
+        assert_readable_without_strays(root)
+        assert_backfill_equals_truth(root, crashes.healer)
+        assert leftover_temp_files(root) == [], where
+
+    previous: tuple[Path, str] | None = None
     for index, (phase, kill_at) in enumerate(plan):
         root = crashes.tmp / f"kill-{index:02d}-{phase}-{kill_at}"
-        crashes.kill(root, phase, kill_at)
-        where = f"kill {index} ({phase} #{kill_at} of {counts[phase]})"
+        crashes.start_kill(root, phase, kill_at)
+        if previous is not None:
+            heal(*previous)  # while the zygote runs the next kill
+        crashes.killed(phase, kill_at)
         if root.exists():
             assert_readable_without_strays(root)
             seen_catalog += (root / CATALOG_FILE).exists()
             seen_temp += any(is_temp_name(rel.rsplit("/", 1)[-1]) for rel in tree(root))
-
-        assert_runs_succeeded(materialise_backfill(crashes.definitions(root)))
-        assert_readable_without_strays(root)
-        assert_backfill_equals_truth(root, crashes.sim)
-        assert leftover_temp_files(root) == [], where
+        previous = (root, f"kill {index} ({phase} #{kill_at} of {counts[phase]})")
+    assert previous is not None
+    heal(*previous)
     # the draws did reach the interesting states: a catalog beside partial data, temp files
     assert seen_catalog > 0 and seen_temp > 0, (seen_catalog, seen_temp)
 
@@ -193,7 +218,8 @@ def test_a_kill_before_the_last_catalog_refresh_is_healed_by_rerunning_that_run(
     partition and manifest is in place, the catalog still shows none. Re-running the killed
     run alone (all partitions complete, nothing to write) must still refresh the catalog."""
     root = crashes.tmp / "kill-last-rename"
-    crashes.kill(root, "rename", crashes.counts["rename"])
+    crashes.start_kill(root, "rename", crashes.counts["rename"])
+    crashes.killed("rename", crashes.counts["rename"])
     assert all(m.status == STATUS_OK for m in Store(root).manifests("bars", verify=True))
     assert view_counts(connect(root))["bars"] == 4 * 390
     assert view_counts_of_catalog(root)["bars"] == 0
@@ -203,4 +229,4 @@ def test_a_kill_before_the_last_catalog_refresh_is_healed_by_rerunning_that_run(
     assert_runs_succeeded([result])
     assert summarize_run(result).materialized[BARS_ASSET]["partitions_skipped_complete"] == 2
     assert view_counts_of_catalog(root) == view_counts(connect(root))
-    assert_backfill_equals_truth(root, crashes.sim)
+    assert_backfill_equals_truth(root, crashes.healer)

@@ -75,7 +75,7 @@ def backfill(sim: Simulator, *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(
         main,
         ["backfill", *args, "--ephemeral"],
-        env={"IB_PIPELINE_BASE_URL": sim.base_url, "COLUMNS": "200", "DAGSTER_HOME": ""},
+        env={"IB_PIPELINE_BASE_URL": sim.base_url, "COLUMNS": "200"},
         catch_exceptions=False,
     )
     return result.exit_code, result.output
@@ -169,19 +169,18 @@ def test_gateway_values_that_look_like_sql_or_paths_are_stored_as_data(
 ) -> None:
     """The simulator's contract search answers company names and headers that close a SQL
     string, drop a view and climb out of folders; they must come back verbatim as data."""
-    from ib_pipeline.simulator import routes_marketdata  # noqa: PLC0415
+    from ib_pipeline.simulator.search import secdef_search  # noqa: PLC0415
 
-    real_search = routes_marketdata.secdef_search
-    hostile_name = f"{SQL} ../../etc/passwd \"q\" {{*}}"
+    hostile_name = f'{SQL} ../../etc/passwd "q" {{*}}'
 
     def hostile_search(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        results = real_search(*args, **kwargs)
+        results = secdef_search(*args, **kwargs)
         for result in results:
             result["companyName"] = hostile_name
             result["companyHeader"] = f"../{result['symbol']}/'; DELETE FROM contracts; --"
         return results
 
-    monkeypatch.setattr(routes_marketdata, "secdef_search", hostile_search)
+    monkeypatch.setattr("ib_pipeline.simulator.routes_marketdata.secdef_search", hostile_search)
     root = tmp_path / "wh"
     before_parent = set(os.listdir(tmp_path))
     assert_runs_succeeded(materialise_backfill(backfill_definitions(sim.base_url, root, sim.clock)))
@@ -225,7 +224,7 @@ def test_a_gateway_account_id_that_would_become_a_path_is_refused_naming_it(
 def test_query_and_catalog_work_for_a_root_with_quotes_and_sql_in_its_path(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    root = tmp_path / "it's \"odd\"; -- wh"
+    root = tmp_path / 'it\'s "odd"; -- wh'
     assert_runs_succeeded(materialise_backfill(backfill_definitions(sim.base_url, root, sim.clock)))
     result = CliRunner().invoke(
         main,
@@ -248,9 +247,9 @@ def test_a_root_duckdb_would_read_as_a_pattern_is_refused_before_any_request(
     root = tmp_path / name
     message = f"warehouse path {str(root)!r} contains glob characters"
     defs = backfill_definitions(sim.base_url, root, sim.clock)
-    summary = summarize_run(run_assets(defs, ["contracts", "quotes"], raise_on_error=False))
+    summary = summarize_run(run_assets(defs, ["contracts"], raise_on_error=False))
     assert not summary.success
-    assert all(message in error for error in summary.errors) and len(summary.errors) == 2
+    assert len(summary.errors) == 1 and message in summary.errors[0]
 
     code, output = backfill(sim, "--asset", "contracts", "--warehouse", str(root))
     assert code == 1

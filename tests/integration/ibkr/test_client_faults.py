@@ -19,6 +19,7 @@ from ib_pipeline.ibkr.errors import (
     TlsVerificationError,
     TransportError,
 )
+from ib_pipeline.ibkr.history import HistoryRequest
 from ib_pipeline.ibkr.settings import ClientSettings, PacingLimits, RetryPolicy, Timeouts
 from ib_pipeline.simulator import Simulator
 
@@ -100,6 +101,32 @@ async def test_persistent_faults_raise_typed_errors(
     assert sent == 3  # bounded attempts
     if isinstance(info.value, GatewayError):
         assert info.value.status in (429, 500, 503)
+
+
+async def test_answers_slower_than_the_timeout_never_open_the_penalty_box(sim: Simulator) -> None:
+    """The gateway keeps working on (and counting) a history request the client stopped
+    waiting for; a retry sent at once ran beside it, and with four ranges in flight the sixth
+    concurrent request opened the penalty box. Abandoned requests now keep their slot."""
+    settings = settings_for(
+        sim,
+        timeouts=Timeouts(read=0.4),
+        retry=RetryPolicy(max_attempts=8, backoff_initial_s=0.01, backoff_max_s=0.05, jitter_s=0),
+    )
+    conids = [AAPL, IBM, 756733, 272093, 76792991, 4815747, 3691937, 15124833]
+    start, end = datetime(2024, 11, 20, tzinfo=UTC), datetime(2024, 11, 23, tzinfo=UTC)
+    async with IbkrClient(settings) as client:
+        sim.set_faults("slow=0.5,slow_s=1,seed=3")
+        ranges = await client.history_ranges(
+            HistoryRequest(conid, "1min", start, end) for conid in conids
+        )
+        lingering = client.pacer.lingering
+    stats = sim.stats()
+    assert stats["pacing"]["penalties"] == 0, stats["pacing"]
+    assert stats["totals"]["faults"]["slow"] >= 8
+    assert lingering >= stats["totals"]["faults"]["slow"] - 1
+    for conid, history in zip(conids, ranges, strict=True):
+        truth = sim.truth.history_bars(conid, "1min", start, end)
+        assert history.table(lot_size=100).equals(truth), conid
 
 
 async def test_session_drop_mid_range_is_recovered_once(sim: Simulator) -> None:

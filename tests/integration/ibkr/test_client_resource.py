@@ -47,6 +47,14 @@ async def test_resource_reads_the_token_from_an_env_var(
             pass
 
 
+def test_resource_repr_never_shows_the_token() -> None:
+    """Inside a run Dagster hands assets the resource with its EnvVar resolved, so a repr in
+    a log line or an error message would otherwise print the token itself."""
+    resolved = IbkrClientResource(access_token=TOKEN, account="DU1234567")
+    assert TOKEN not in repr(resolved) and TOKEN not in str(resolved)
+    assert "account='DU1234567'" in repr(resolved)  # the rest of the configuration still shows
+
+
 def test_resource_validates_configuration() -> None:
     with pytest.raises(ConfigurationError, match="loopback"):
         IbkrClientResource(base_url="https://10.0.0.8:5000/v1/api", insecure=True).settings()

@@ -71,6 +71,24 @@ async def test_history_concurrency_is_capped() -> None:
     assert high_water == 3
 
 
+async def test_an_abandoned_request_keeps_its_history_slot_a_while() -> None:
+    """A request given up on (read timeout) is still running at the gateway, which still
+    counts it: its slot is released only after the hold, not when the client stops waiting."""
+    pacer = Pacer(PacingLimits(global_per_s=100.0, history_concurrency=1))
+    loop = asyncio.get_running_loop()
+    async with pacer.slot(PacingGroup.HISTORY):
+        pass
+    ended = loop.time()
+    async with pacer.slot(PacingGroup.HISTORY) as lease:
+        lease.abandon(0.2)
+    abandoned = loop.time()
+    assert abandoned - ended < 0.1  # an answered request frees its slot at once
+    async with pacer.slot(PacingGroup.HISTORY):
+        admitted = loop.time()
+    assert admitted - abandoned >= 0.2 - SLACK
+    assert pacer.lingering == 1
+
+
 async def test_penalty_pauses_everything_then_slows_down() -> None:
     pacer = Pacer(FAST)
     loop = asyncio.get_running_loop()
