@@ -78,6 +78,7 @@ class BarsLoad:
     writes: list[WriteResult] = field(default_factory=list)
     ranges: int = 0
     bars_fetched: int = 0
+    bars_out_of_order: int = 0  # genuine bars the gateway listed out of order (kept, sorted)
     requests: dict[str, int] = field(default_factory=dict)
     verdict: ContractVerdict = field(default_factory=ContractVerdict)
     gaps: list[Gap] = field(default_factory=list)
@@ -208,6 +209,7 @@ async def _fetch(
         table = history.table(lot_size=contract.lot_size)
         load.ranges += 1
         load.bars_fetched += int(table.num_rows)
+        load.bars_out_of_order += history.out_of_order
         sink.advance(ranges=1, requests=sum(client.stats.requests.values()), bars=load.bars_fetched)
         return Batch(
             table=table,

@@ -144,5 +144,6 @@ def _metadata(load: BarsLoad) -> dict[str, Any]:
             "partitions_skipped_complete": dg.MetadataValue.int(len(load.skipped_keys)),
             "ranges_fetched": dg.MetadataValue.int(load.ranges),
             "bars_fetched": dg.MetadataValue.int(load.bars_fetched),
+            "bars_out_of_order": dg.MetadataValue.int(load.bars_out_of_order),
         },
     )

@@ -26,7 +26,9 @@ Replay on several cores
 -----------------------
 Reading (decompression, JSON) and normalising run in ``workers`` forked processes (the
 ``IB_PIPELINE_REPLAY_WORKERS`` setting; default the CPUs available; 1 = in this process),
-each converting runs of consecutive files. Their batches come back in file order and are
+each converting runs of consecutive files. A few files, positions (a listing's pages belong
+together) and raw zones on an object store (fsspec's async clients are not fork-safe) are
+converted in the calling process. Their batches come back in file order and are
 streamed to `Store.load_stream`, which validates each chunk while the workers convert the
 next files and writes partitions only after the last file: the contract "convert and
 validate everything, then write" holds, so a partition is only ever written from complete
@@ -311,9 +313,11 @@ class ReplayResult:
 
     ``seconds`` splits the time: ``read`` (list files, read, decompress, JSON) and
     ``normalise`` are work summed over every process that did it, so with several workers they
-    add up to more than the wall time; ``parse_wall`` is the wall time from the start to every
-    batch in hand; ``validate``, ``write`` (merge, Parquet, atomic replace, manifests) and
-    ``catalog`` run in the calling process. ``workers``: processes that read and normalised.
+    add up to more than the wall time; ``parse_wall`` is the wall time from the start to the
+    last file converted. The calling process spends ``validate`` in the contracts (while the
+    workers convert: with workers, the CPUs are shared), ``write`` partitioning, merging and
+    writing files, ``catalog`` refreshing DuckDB's, and ``wait`` waiting for converted files.
+    ``workers``: processes that read and normalised.
     """
 
     dataset: str
@@ -443,7 +447,7 @@ class _Conversion:
     ) -> None:
         self.dataset, self.zone, self.paths, self.resolver = dataset, zone, paths, resolver
         self.workers = 1
-        if dataset != "positions" and _can_fork():
+        if dataset != "positions" and zone.root.is_local and _can_fork():
             processes = min(workers, len(paths) // MIN_FILES_PER_WORKER)
             self.workers = processes if processes >= 2 else 1
         self.failures: list[str] = []
@@ -642,7 +646,9 @@ def _chunks(paths: Sequence[str], size: int) -> list[list[str]]:
 
 def _can_fork() -> bool:
     """Worker processes are forked (the job, resolver included, is inherited, not pickled);
-    a daemonic process (some executors run steps in one) may not have children."""
+    a daemonic process (some executors run steps in one) may not have children. (Raw zones on
+    an object store are read in one process: fsspec's async clients refuse to run in a
+    forked child.)"""
     return (
         "fork" in multiprocessing.get_all_start_methods()
         and not multiprocessing.current_process().daemon

@@ -229,10 +229,31 @@ def _digest(statements: Sequence[str]) -> str:
     return hashlib.sha256("\n;\n".join(statements).encode()).hexdigest()
 
 
+_Signature = tuple[int, int, int]
+
+_STATE_SEEN: dict[str, tuple[_Signature, CatalogState]] = {}
+"""The state of each local catalog this process last read or wrote, by the file's (inode, size,
+mtime): a replaced or edited catalog has another signature and is read again."""
+
+
+def _signature(root: LocalRoot | FsspecRoot) -> _Signature | None:
+    if not isinstance(root, LocalRoot):
+        return None
+    try:
+        found = os.stat(root.full(CATALOG_FILE))
+    except FileNotFoundError:
+        return None
+    return (found.st_ino, found.st_size, found.st_mtime_ns)
+
+
 def read_catalog_state(root: LocalRoot | FsspecRoot) -> CatalogState | None:
     """The state kept in ``<root>/warehouse.duckdb``, or None if there is no catalog or it
     cannot be read (written by another DuckDB version, or by older code without the listing,
     or being written by hand): it is derived data, so the caller lists the files afresh."""
+    signature = _signature(root)
+    seen = _STATE_SEEN.get(root.url)
+    if signature is not None and seen is not None and seen[0] == signature:
+        return seen[1]
     if not root.exists(CATALOG_FILE):
         return None
     with tempfile.TemporaryDirectory(prefix="ib-catalog-") as folder:
@@ -258,8 +279,12 @@ def read_catalog_state(root: LocalRoot | FsspecRoot) -> CatalogState | None:
             con.close()
     if build is None:
         return None
-    files = {str(p): FileInfo(frozenset(c), int(n)) for p, c, n in rows}
-    return CatalogState(str(build[0]), files)
+    state = CatalogState(
+        str(build[0]), {str(p): FileInfo(frozenset(c), int(n)) for p, c, n in rows}
+    )
+    if signature is not None:  # taken before the read: a file replaced since has another one
+        _STATE_SEEN[root.url] = (signature, state)
+    return state
 
 
 def _store_state(
@@ -384,7 +409,11 @@ def refresh_catalog(
         digest = _digest(statements)
         if not force and state is not None and state.views_sha256 == digest:
             return opened.full(CATALOG_FILE)
-        return write_catalog(opened, statements, listings, digest)
+        written = write_catalog(opened, statements, listings, digest)
+        signature = _signature(opened)  # still under the lock: the file just written
+        if signature is not None:
+            _STATE_SEEN[opened.url] = (signature, CatalogState(digest, known_files(listings)))
+        return written
 
 
 def write_catalog(

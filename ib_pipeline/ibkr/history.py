@@ -32,7 +32,7 @@ import asyncio
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -57,8 +57,8 @@ SESSION_MARGIN = 1
 """Sessions (or weeks, months) asked for beyond the estimate, in case the gateway counts a
 partial session differently; free, since answers are cut to the most recent 1000 bars."""
 
-_TWO_DAYS_MS = 2 * 86_400_000
-"""How far a session's bars may lie from its date (a CME session opens the evening before)."""
+_DAY_MS = 86_400_000
+_EPOCH = date(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,9 @@ class HistoryRange:
     pages: tuple[RawResponse, ...]
     expected_bars: int = 0
     minimum_requests: int = field(default=0)
+    out_of_order: int = 0
+    """Bars an answer listed after a later bar (the gateway answered out of order). They are
+    genuine bars, kept and sorted by `table`; the count is the trace of the anomaly."""
 
     def table(self, *, lot_size: float) -> pa.Table:
         """The range's bars (`tables.HISTORY_BARS`), pages normalised and sorted by ts.
@@ -138,7 +141,7 @@ class HistoryRange:
         stamps = np.asarray(bars.column("ts").cast(pa.int64()).to_numpy(), dtype=np.int64)
         outside = (stamps < p.ms_of(req.start)) | (stamps >= p.ms_of(req.end))
         keep = ~outside
-        keep[outside] = ~in_some_session(stamps[outside], req.hours)
+        keep[outside] = ~placeable(stamps[outside], req.bar, req.hours)
         rows = np.flatnonzero(keep)
         order = rows[np.lexsort((page[rows], stamps[rows]))]  # by ts, then newest page first
         ordered, pages = stamps[order], page[order]
@@ -153,28 +156,44 @@ def is_no_data(payload: Any) -> bool:
     return isinstance(payload, dict) and payload.get("error") == normalize.NO_DATA_MESSAGE
 
 
-def in_some_session(stamps: npt.NDArray[np.int64], hours: TradingHours) -> npt.NDArray[np.bool_]:
-    """Whether each time (epoch ms) lies inside a session of ``hours``, extended hours
-    included: the times the warehouse can file under a session date. Times outside the
-    calendar's years lie in no session."""
+def placeable(
+    stamps: npt.NDArray[np.int64], bar: BarSize, hours: TradingHours
+) -> npt.NDArray[np.bool_]:
+    """Whether each bar time (epoch ms) names a session the warehouse can file it under: for
+    intraday, daily and weekly bars, a session of ``hours`` (extended hours included) contains
+    it; a monthly bar (stamped 00:00Z on the 1st) is filed by its month, whatever its time.
+    Times outside the calendar's years lie in no session."""
+    if bar.kind is BarKind.MONTH:
+        return np.ones(len(stamps), dtype=bool)
     found = np.zeros(len(stamps), dtype=bool)
     if not len(stamps):
         return found
     cal = calendar_for(hours)
-    first = p.ms_of(datetime.combine(cal.first_date, datetime.min.time(), UTC)) - _TWO_DAYS_MS
-    last = p.ms_of(datetime.combine(cal.last_date, datetime.min.time(), UTC)) + _TWO_DAYS_MS
-    covered = (stamps >= first) & (stamps < last)
-    if not covered.any():
+    first, last = _day_number(cal.first_date), _day_number(cal.last_date)
+    days = stamps // _DAY_MS
+    covered = (days >= first - 2) & (days <= last + 2)
+    # Only sessions dated near an actual stamp (a CME session opens the evening before its
+    # date), so a wild timestamp costs nothing.
+    near = {
+        session_date
+        for day in np.unique(days[covered]).tolist()
+        for session_date in cal.session_dates(_date_of(day - 2), _date_of(day + 2))
+    }
+    if not near:
         return found
-    lo, hi = int(stamps[covered].min()), int(stamps[covered].max())
-    sessions = cal.sessions_overlapping(p.to_datetime(lo), p.to_datetime(hi + 1), True)
-    if not sessions:
-        return found
-    bounds = np.array([s.bounds_ms(True) for s in sessions], dtype=np.int64)
+    bounds = np.array([cal.session(d).bounds_ms(True) for d in sorted(near)], dtype=np.int64)
     index = np.searchsorted(bounds[:, 0], stamps, side="right") - 1
     inside = covered & (index >= 0)
     found[inside] = stamps[inside] < bounds[index[inside], 1]
     return found
+
+
+def _day_number(day: date) -> int:
+    return (day - _EPOCH).days
+
+
+def _date_of(day_number: int) -> date:
+    return _EPOCH + timedelta(days=day_number)
 
 
 def page_times(payload: Any) -> list[int]:
@@ -277,6 +296,7 @@ async def fetch_range(client: IbkrClient, request: HistoryRequest) -> HistoryRan
     expected = planner.expected_bars(p.ms_of(request.end))
     pages: list[RawResponse] = []
     seen_bars = probed = False
+    out_of_order = 0
     plan = planner.plan(cursor_ms)
     while True:
         response = await client.history_page(
@@ -309,7 +329,8 @@ async def fetch_range(client: IbkrClient, request: HistoryRequest) -> HistoryRan
                 endpoint="history",
             )
         seen_bars = True
-        earliest = _earliest(times, request.hours)
+        earliest, unordered = _order_of(times, request)
+        out_of_order += unordered
         if earliest <= start_ms:
             break
         if len(times) < MAX_BARS_PER_RESPONSE and plan.reaches_start:
@@ -328,15 +349,20 @@ async def fetch_range(client: IbkrClient, request: HistoryRequest) -> HistoryRan
         pages=tuple(pages),
         expected_bars=expected,
         minimum_requests=minimum_requests(expected),
+        out_of_order=out_of_order,
     )
 
 
-def _earliest(times: Sequence[int], hours: TradingHours) -> int:
-    """The earliest time of a page that lies in a session: a bar at a time no session covers
-    (bad data, quarantined later) must not move the paging cursor past bars never fetched."""
+def _order_of(times: Sequence[int], request: HistoryRequest) -> tuple[int, int]:
+    """(earliest time, bars out of order) of one answer, counting only bars at times a session
+    covers: a bar at a time no session covers (bad data, quarantined later) must neither move
+    the paging cursor past bars never fetched nor make the bars after it look out of order."""
     stamps = np.asarray(times, dtype=np.int64)
-    plausible = stamps[in_some_session(stamps, hours)]
-    return int(plausible.min()) if len(plausible) else int(stamps.min())
+    placed = stamps[placeable(stamps, request.bar, request.hours)]
+    if not len(placed):
+        return int(stamps.min()), 0
+    highest = np.maximum.accumulate(placed)
+    return int(placed.min()), int((placed[1:] < highest[:-1]).sum())
 
 
 async def fetch_ranges(

@@ -156,10 +156,6 @@ def merge(tables: Sequence[pa.Table], keys: Sequence[str], sort_keys: Sequence[s
     ordinals = combined.column(ORDINAL)
     if len(present) == 1 and pc.min_max(ordinals)["min"] == pc.min_max(ordinals)["max"]:
         return sort_by(combined.drop_columns([ORDINAL]), sort_keys)  # one source: no overlap
-    if is_sorted(combined, keys) and not same_key_as_next(combined, keys).any():
-        # in key order with every key once (new rows arriving in order): nothing to resolve,
-        # and the sort below would give this very order; two O(n) passes instead of a sort
-        return sort_by(combined.drop_columns([ORDINAL]), sort_keys)
     combined = combined.take(sort_indices(combined, [*keys, ORDINAL]))
     dup_next = same_key_as_next(combined, keys)
     keep = np.ones(combined.num_rows, dtype=bool)

@@ -1,12 +1,13 @@
 """Deterministic Parquet bytes for one partition, and reading them back.
 
 Why: an idempotent re-run should produce the same bytes, so the content hash in a manifest
-means something. Fixed writer settings (snappy, row groups of 16,384 rows, statistics on,
+means something. Fixed writer settings (zstd level 3, row groups of 16,384 rows, statistics on,
 the Arrow schema stored so time zones and the ``unit: shares`` field metadata survive) and no
 wall-clock time anywhere in the file. Row groups of ~16k rows let DuckDB skip most of a
-partition for one instrument, as measured for the layout decision (ARCHITECTURE.md). Snappy
-rather than zstd: research queries are decompression-bound (one symbol over five sessions ran
-2.2x native with zstd, 1.7x with snappy; files ~10% larger on `bench.query_latency`'s bars).
+partition for one instrument, as measured for the layout decision (ARCHITECTURE.md). zstd is
+the project's storage decision (issue 4); measured trade-off: the decompression-bound query
+"one symbol over five sessions" ran ~2.2x native with zstd and ~1.7x with snappy, whose files
+were ~10% larger on `bench.query_latency`'s bars. Switching is this one constant.
 
 This module never decides where bytes go; `fs` does.
 """
@@ -19,8 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROW_GROUP_SIZE = 16_384
-COMPRESSION = "snappy"
-COMPRESSION_LEVEL = None  # snappy has no levels
+COMPRESSION = "zstd"
+COMPRESSION_LEVEL = 3
 
 
 def to_parquet_bytes(table: pa.Table) -> bytes:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dagster_support import Pipeline
 
-from ib_pipeline.definitions import RunSummary, run_assets, summarize_run
+from ib_pipeline.definitions import CheckOutcome, RunSummary, run_assets, summarize_run
 from ib_pipeline.ibkr import normalize
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.raw import ResponseHook
@@ -61,6 +61,11 @@ class RecordingIbkrResource(IbkrClientResource):
         return client
 
 
+def forget_clients(base_url: str) -> None:
+    """Start counting afresh for ``base_url`` (a new simulator may reuse an old one's port)."""
+    _CLIENTS.pop(base_url, None)
+
+
 def client_retries(base_url: str) -> int:
     """Retries of every client built for ``base_url`` so far (all endpoints)."""
     return sum(sum(c.stats.retries.values()) for c in _CLIENTS.get(base_url, []))
@@ -85,7 +90,7 @@ def run_snapshots(p: Pipeline) -> RunSummary:
     return summarize_run(run_assets(p.defs, SNAPSHOT_ASSETS, raise_on_error=False))
 
 
-def check(summary: RunSummary, asset: str, name: str) -> Any:
+def check(summary: RunSummary, asset: str, name: str) -> CheckOutcome:
     """The outcome of check ``name`` on ``asset`` in ``summary`` (AssertionError if absent)."""
     found = [c for c in summary.checks if c.asset == asset and c.check == name]
     assert len(found) == 1, f"check {asset}:{name} not evaluated: {summary.checks}"
@@ -170,7 +175,8 @@ def assert_portfolio_equals_truth(p: Pipeline) -> Tally:
     for account in truth.accounts:
         expected = truth.positions(account)
         mine = positions.filter(pc.equal(positions["account"], account)).sort_by("conid")
-        rows = mine.select(list(expected[0])).to_pylist()
+        columns = list(expected[0]) if expected else ["conid"]
+        rows = mine.select(columns).to_pylist()
         assert rows == [{k: _plain(v) for k, v in e.items()} for e in expected], account
         served = normalize.account_summary(
             sim.broker.summary_payload(account), account=account, as_of=sim.clock.now()
@@ -241,6 +247,7 @@ class MatrixRow:
 
     fault: str
     spec: str
+    fired: str
     requests: int
     retries: int
     rate_limited: int
@@ -257,6 +264,7 @@ MATRIX: dict[str, MatrixRow] = {}
 _HEADER = (
     "fault",
     "faults injected",
+    "faults fired",
     "requests",
     "retries",
     "429s",
@@ -278,6 +286,7 @@ def render_matrix(rows: Sequence[MatrixRow]) -> str:
         cells = (
             r.fault,
             f"`{r.spec}`",
+            r.fired,
             r.requests,
             r.retries,
             r.rate_limited,
@@ -291,17 +300,22 @@ def render_matrix(rows: Sequence[MatrixRow]) -> str:
     return "\n".join(lines)
 
 
-def write_report(rows: Sequence[MatrixRow], *, generated: datetime) -> Path:
-    """Write the table to `REPORT_PATH` (the folder is git-ignored) and return the path."""
+def write_report(rows: Sequence[MatrixRow], *, cases: int, generated: datetime) -> Path:
+    """Write the table of ``rows`` (of ``cases`` in all) to `REPORT_PATH` (the folder is
+    git-ignored) and return the path."""
     REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
     text = (
         "# Fault matrix\n\n"
         "Written by `tests/e2e/test_prove_faults.py`: each fault injected by the simulator "
-        "during a three-session, three-instrument backfill of one-minute bars (one Dagster run) "
-        "and a run of quotes, accounts, positions and account summaries. Counts are the "
-        "simulator's (requests, 429 answers, penalty boxes opened) and the clients' (retries); "
-        "rows are bars + quotes + positions + summary rows.\n\n"
-        f"{render_matrix(rows)}\n\n_Generated {generated.isoformat(timespec='seconds')}._\n"
+        "(the `--faults` spec, set afresh before each run) during a three-session, "
+        "three-instrument backfill of one-minute bars (one Dagster run) and a run of quotes, "
+        "accounts, positions and account summaries; the logout case logs the user out after "
+        "the first history range instead. Counts over the whole case, re-runs included: the "
+        "simulator's (faults fired, requests, 429 answers, penalty boxes opened) and the "
+        "clients' (retries). Rows are bars + quotes + positions + account-summary rows, "
+        "expected from the simulator's ground truth and read back from the warehouse.\n\n"
+        f"{render_matrix(rows)}\n\n_{len(rows)} of {cases} cases ran; generated "
+        f"{generated.isoformat(timespec='seconds')}._\n"
     )
     REPORT_PATH.write_text(text)
     return REPORT_PATH

@@ -11,7 +11,8 @@ answer the loader received (`SimulatorTruth.corrupted_bars` on the raw zone's re
   exactly the damaged bars;
 - the warehouse's duplicate policy holds: a conflicting duplicate sends BOTH rows of its key to
   quarantine (nothing is collapsed), so the clean dataset has no row for that key;
-- out-of-order bars are genuine bars: they are sorted on load, stored, and nothing fails;
+- out-of-order bars are genuine bars: they are sorted on load and stored, nothing fails, and
+  the run's metadata counts them (``bars_out_of_order``) so the anomaly leaves a trace;
 - the run succeeds (bad rows are data problems, not run failures) and its checks say what
   happened: ``contract`` passes (what was stored is valid), ``quarantine_empty`` fails naming
   the rejected rows, ``complete`` fails naming exactly the bars that are now missing.
@@ -87,6 +88,7 @@ class Damage:
     reasons: dict[Key, str] = field(default_factory=dict)  # a check each must fail
     missing: set[Key] = field(default_factory=set)  # bars the clean dataset must lack
     unsorted: set[Key] = field(default_factory=set)  # out-of-order bars, stored all the same
+    out_of_order: int = 0  # out-of-order bars in all answers (the run's metadata counts them)
     inside_window_elsewhere: int = 0  # bars moved outside every session, within the window
     kinds: set[BadKind] = field(default_factory=set)  # defects met among the window's bars
 
@@ -110,6 +112,7 @@ def expected_damage(p: Pipeline, spec: BadDataSpec, keys: tuple[str, str]) -> Da
             if in_window:
                 damage.kinds.add(bad.kind)
             if bad.kind is BadKind.UNSORTED_TIMESTAMP:
+                damage.out_of_order += 1
                 if in_window:
                     damage.unsorted.add((conid, bad.ts_ms))
                 continue
@@ -202,6 +205,7 @@ def test_bad_bars_are_quarantined_with_their_reason(
     meta = summary.materialized[BARS_ASSET]
     assert meta["quarantined_rows"] == sum(damage.quarantined.values())
     assert meta["duplicates_collapsed"] == 0  # conflicting duplicates are not collapsed
+    assert meta["bars_out_of_order"] == damage.out_of_order  # kept, sorted, and counted
 
     # The checks tell: the stored rows are valid; the rejected and missing rows are named.
     contract = check(summary, BARS_ASSET, "contract")

@@ -37,6 +37,7 @@ from prove_fault_support import (
     assert_warehouse_equals_truth,
     client_recoveries,
     client_retries,
+    forget_clients,
     run_bars,
     run_snapshots,
     write_report,
@@ -138,7 +139,7 @@ CASES = [
         "all at once",
         "5xx=0.06,429=0.06,slow=0.06,slow_s=1,drop=0.06,truncate=0.06,"
         "session_drop_at=9,accounts_reset_at=16,seed=52",
-        {kind: 1 for kind in (*PER_REQUEST_FAULTS, "session_drop", "accounts_reset")},
+        {**{kind: 2 for kind in PER_REQUEST_FAULTS}, "session_drop": 2, "accounts_reset": 1},
     ),
 ]
 
@@ -163,7 +164,7 @@ def fault_report() -> Iterator[None]:
     """Write the table of the cases that ran to reports/fault_matrix.md at the end."""
     yield
     if MATRIX:
-        write_report(list(MATRIX.values()), generated=datetime.now(UTC))
+        write_report(list(MATRIX.values()), cases=len(CASES), generated=datetime.now(UTC))
 
 
 def describe_error(error: str) -> str:
@@ -190,6 +191,7 @@ def test_fault_matrix(
     make_pipeline: Callable[..., Pipeline],
 ) -> None:
     sim = make_sim()
+    forget_clients(sim.base_url)
     ibkr = RecordingIbkrResource(
         base_url=sim.base_url,
         keepalive_interval_s=None,
@@ -234,6 +236,7 @@ def test_fault_matrix(
     MATRIX[case.fault] = MatrixRow(
         fault=case.fault,
         spec=case.spec,
+        fired=", ".join(f"{kind} x{count}" for kind, count in sorted(faults.items())) or "-",
         requests=int(stats["totals"]["requests"]),
         retries=retries,
         rate_limited=int(stats["totals"]["429"]),

@@ -134,13 +134,23 @@ def test_table_keeps_what_the_warehouse_must_judge() -> None:
     assert table.column("close").to_pylist()[2:4] == [1.0, 1.5]  # the page's order
 
 
+def test_monthly_bars_of_other_months_are_clipped() -> None:
+    """A monthly bar is stamped 00:00Z on the 1st, in no session, yet names its month: bars of
+    months outside the range belong to other partitions and are dropped."""
+    request = HistoryRequest(AAPL, "1m", datetime(2024, 3, 1, tzinfo=UTC), NOV_END)
+    months = [ms_of(datetime(2024, month, 1, tzinfo=UTC)) for month in range(1, 13)]
+    table = HistoryRange(request, (page(months, close=1.0),)).table(lot_size=1)
+    assert table.column("ts").cast(pa.int64()).to_pylist() == months[2:11]
+
+
 class PagingGateway:
     """Answers `fetch_range` like the history endpoint (the most recent 1000 of ``times``
     before ``startTime``), with the earliest bar of its first answer moved to ``bogus``."""
 
-    def __init__(self, times: list[int], bogus: int) -> None:
+    def __init__(self, times: list[int], bogus: int, swap: int | None = None) -> None:
         self.times = times
         self.bogus = bogus
+        self.swap = swap  # also swap this bar of the first answer with the next one
         self.calls = 0
 
     async def history_page(
@@ -153,6 +163,8 @@ class PagingGateway:
         ]
         if self.calls == 0:
             data[0]["t"] = self.bogus
+            if self.swap is not None:
+                data[self.swap], data[self.swap + 1] = data[self.swap + 1], data[self.swap]
         self.calls += 1
         return RawResponse("history", {"period": period}, {"data": data}, start_time)
 
@@ -171,3 +183,15 @@ async def test_a_bar_outside_every_session_does_not_steer_the_paging() -> None:
     ts = history.table(lot_size=1).column("ts").cast(pa.int64()).to_pylist()
     assert gateway.calls == 2
     assert ts == [saturday, *times]  # every bar, and the bogus one for the warehouse to reject
+    assert history.out_of_order == 0  # the bogus time makes no bar after it look out of order
+
+
+async def test_bars_out_of_order_are_kept_sorted_and_counted() -> None:
+    sessions = calendar_for(US_EQUITY).sessions(date(2024, 11, 18), date(2024, 11, 22))
+    times = [int(t) for s in sessions for t in bar_starts(s, parse_bar_size("1min"), False)]
+    request = HistoryRequest(AAPL, "1min", sessions[0].rth_open, sessions[-1].rth_close)
+    gateway = PagingGateway(times, bogus=minute(12, 0, day=16), swap=500)
+    history = await fetch_range(cast(Any, gateway), request)
+    ts = history.table(lot_size=1).column("ts").cast(pa.int64()).to_pylist()
+    assert history.out_of_order == 1
+    assert ts[1:] == times
