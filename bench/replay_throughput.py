@@ -35,7 +35,7 @@ Reported (seconds are the fastest run's):
 - ``warehouse_rows_per_s``: rows over validate + write only (the warehouse's own part).
 
 Run: ``.venv/bin/python -m bench.replay_throughput [--conids 100] [--sessions 10]
-[--workers N] [--repeat 2] [--no-sequential]``. The last line of output is one JSON object.
+[--workers N] [--repeat 3] [--no-sequential]``. The last line of output is one JSON object.
 """
 
 from __future__ import annotations
@@ -165,9 +165,11 @@ def main() -> None:
     parser.add_argument("--conids", type=int, default=100)
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-sequential", action="store_true")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
     workers = replay_workers(args.workers)
 
     folder = Path(tempfile.mkdtemp(prefix="bench-replay-"))
