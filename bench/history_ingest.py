@@ -24,16 +24,14 @@ import asyncio
 import json
 import math
 import os
-import re
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench._sim_process import simulator_stats, start_simulator
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.history import HistoryRequest, RangePlanner, page_times
 from ib_pipeline.ibkr.parsing import ms_of
@@ -46,7 +44,6 @@ UNIVERSE = (265598, 272093, 3691937, 4815747, 208813719, 107113386, 76792991, 83
 """AAPL, MSFT, AMZN, NVDA, GOOGL, META, TSLA, IBM."""
 GLOBAL_LIMIT_PER_S = 10.0
 HISTORY_CONCURRENCY_LIMIT = 5
-URL = re.compile(r"serving (http://\S+/v1/api)")
 
 
 def _requests(sessions: int) -> list[HistoryRequest]:
@@ -56,33 +53,10 @@ def _requests(sessions: int) -> list[HistoryRequest]:
 
 
 def _start_server(latency_ms: float) -> tuple[subprocess.Popen[str], str]:
-    command = [
-        str(Path(sys.executable).parent / "ib-pipeline"),
-        "sim",
-        "--port",
-        "0",
-        "--now",
-        NOW,
-        "--latency-ms",
-        str(latency_ms),
-        "--penalty-box",
-        "10",
-        "--bulk-positions",
-        "0",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    for line in process.stdout:
-        found = URL.search(line)
-        if found:
-            return process, found.group(1)
-    process.kill()
-    raise RuntimeError(f"the simulator did not start: {' '.join(command)}")
-
-
-def _sim_stats(base_url: str) -> dict[str, Any]:
-    stats: dict[str, Any] = httpx.get(base_url.removesuffix("/v1/api") + "/sim/stats").json()
-    return stats
+    return start_simulator(
+        "--now", NOW, "--latency-ms", str(latency_ms), "--penalty-box", "10",
+        "--bulk-positions", "0",
+    )  # fmt: skip
 
 
 def _reset_stats(base_url: str) -> None:
@@ -179,19 +153,19 @@ def main() -> None:
         httpx.get(base_url + "/iserver/marketdata/history", params=warm_up).raise_for_status()
         _reset_stats(base_url)
         ours = asyncio.run(_ours(base_url, requests, PacingLimits()))
-        ours_429 = _sim_stats(base_url)["totals"]["429"]
+        ours_429 = simulator_stats(base_url)["totals"]["429"]
         print(f"ib-pipeline client (defaults): {ours}")
         published: dict[str, Any] | None = None
         if args.published_limits:
             _reset_stats(base_url)
             limits = PacingLimits(global_per_s=GLOBAL_LIMIT_PER_S, history_concurrency=5)
             published = asyncio.run(_ours(base_url, requests, limits))
-            published["server_429"] = _sim_stats(base_url)["totals"]["429"]
+            published["server_429"] = simulator_stats(base_url)["totals"]["429"]
             published["ratio_to_ceiling"] = round(published["bars_per_s"] / ceiling, 3)
             print(f"ib-pipeline client (published limits): {published}")
         _reset_stats(base_url)
         ibind = _ibind(base_url, requests)
-        ibind_429 = _sim_stats(base_url)["totals"]["429"]
+        ibind_429 = simulator_stats(base_url)["totals"]["429"]
         print(f"ibind, sequential: {ibind}")
     finally:
         process.terminate()

@@ -18,9 +18,7 @@ import asyncio
 import json
 import os
 import random
-import re
 import subprocess
-import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -29,11 +27,11 @@ from typing import Any
 import httpx
 import orjson
 
+from bench._sim_process import simulator_stats, start_simulator
 from ib_pipeline.simulator.instruments import UNIVERSE
 
 NOW = "2024-12-02T21:30:00Z"
 PERIOD = "4d"  # 4 regular sessions of one-minute bars: 1560 bars, capped at 1000
-URL = re.compile(r"serving (http://\S+/v1/api)")
 
 
 def _requests(count: int, rng: random.Random) -> list[dict[str, str]]:
@@ -104,25 +102,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _start_server() -> tuple[subprocess.Popen[str], str]:
-    command = [
-        str(Path(sys.executable).parent / "ib-pipeline"),
-        "sim",
-        "--port",
-        "0",
-        "--no-pacing",
-        "--now",
-        NOW,
-        "--bulk-positions",
-        "0",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    for line in process.stdout:
-        found = URL.search(line)
-        if found:
-            return process, found.group(1)
-    process.kill()
-    raise RuntimeError(f"the simulator did not start: {' '.join(command)}")
+    return start_simulator("--no-pacing", "--now", NOW, "--bulk-positions", "0")
 
 
 def main() -> None:
@@ -140,7 +120,7 @@ def main() -> None:
         cold = asyncio.run(_phase(base_url, requests[40:], args.workers, args.seconds))
         server_cpu = _cpu_seconds(process.pid) - cpu_before
         warm = asyncio.run(_phase(base_url, requests[:1], args.workers, args.seconds / 2))
-        stats = httpx.get(base_url.removesuffix("/v1/api") + "/sim/stats").json()["totals"]
+        stats = simulator_stats(base_url)["totals"]
     finally:
         process.terminate()
         process.wait(timeout=20)

@@ -94,6 +94,17 @@ def _le_where_present(df: pd.DataFrame, low: str, high: str) -> pd.Series[bool]:
 # --- models ------------------------------------------------------------------------------------
 
 
+class _FiniteFloatsModel(pda.DataFrameModel):
+    """Base of the snapshot-style models: no float column may hold an infinity (missing values
+    are allowed; each model's fields say which must be present)."""
+
+    @pda.dataframe_check
+    @classmethod
+    def values_finite(cls, df: pd.DataFrame) -> pd.Series[bool]:
+        columns = [str(c) for c, t in df.dtypes.items() if t == np.float64]
+        return _finite_or_missing(df, columns)
+
+
 class BarsModel(pda.DataFrameModel):
     """Historical bars (`tables.HISTORY_BARS`). Key: (conid, bar_size, ts)."""
 
@@ -140,7 +151,7 @@ class BarsModel(pda.DataFrameModel):
         name = "bars"
 
 
-class QuotesModel(pda.DataFrameModel):
+class QuotesModel(_FiniteFloatsModel):
     """Snapshot quotes (`tables.SNAPSHOT_QUOTES`) plus the snapshot time ``as_of``.
     Key: (as_of, conid). Absent fields are allowed; present prices are positive and finite."""
 
@@ -168,12 +179,6 @@ class QuotesModel(pda.DataFrameModel):
 
     @pda.dataframe_check
     @classmethod
-    def values_finite(cls, df: pd.DataFrame) -> pd.Series[bool]:
-        columns = [c for c, t in df.dtypes.items() if t == np.float64]
-        return _finite_or_missing(df, [str(c) for c in columns])
-
-    @pda.dataframe_check
-    @classmethod
     def low_le_high(cls, df: pd.DataFrame) -> pd.Series[bool]:
         return _le_where_present(df, "low", "high")
 
@@ -182,7 +187,7 @@ class QuotesModel(pda.DataFrameModel):
         name = "quotes"
 
 
-class PositionsModel(pda.DataFrameModel):
+class PositionsModel(_FiniteFloatsModel):
     """An as-of snapshot of an account's positions (`tables.POSITIONS`).
     Key: (account, as_of, conid). Positions may be negative (short), never infinite."""
 
@@ -199,12 +204,6 @@ class PositionsModel(pda.DataFrameModel):
     avg_price: Series[np.float64] = pda.Field(nullable=True)
     realized_pnl: Series[np.float64] = pda.Field(nullable=True)
     unrealized_pnl: Series[np.float64] = pda.Field(nullable=True)
-
-    @pda.dataframe_check
-    @classmethod
-    def values_finite(cls, df: pd.DataFrame) -> pd.Series[bool]:
-        columns = [c for c, t in df.dtypes.items() if t == np.float64]
-        return _finite_or_missing(df, [str(c) for c in columns])
 
     class Config:
         strict = True
@@ -264,7 +263,7 @@ class AccountsModel(pda.DataFrameModel):
         name = "accounts"
 
 
-class OrdersModel(pda.DataFrameModel):
+class OrdersModel(_FiniteFloatsModel):
     """Live orders (`tables.LIVE_ORDERS`) plus the snapshot time ``as_of``.
     Key: (as_of, order_id). Quantities are non-negative, prices non-negative and finite."""
 
@@ -285,12 +284,6 @@ class OrdersModel(pda.DataFrameModel):
     time_in_force: Series[Text] = pda.Field(nullable=True)
     last_execution_time: Series[TsUTC] = pda.Field(nullable=True)
     order_ref: Series[Text] = pda.Field(nullable=True)
-
-    @pda.dataframe_check
-    @classmethod
-    def values_finite(cls, df: pd.DataFrame) -> pd.Series[bool]:
-        columns = [c for c, t in df.dtypes.items() if t == np.float64]
-        return _finite_or_missing(df, [str(c) for c in columns])
 
     class Config:
         strict = True
