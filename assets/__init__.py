@@ -1,7 +1,7 @@
 """Dagster asset definitions, one module per subject.
 
 What to fetch for a partition, and the Dagster side of it; the fetching, validating and storing
-are the library's (`ib_pipeline.ibkr`, `ib_pipeline.schemas`, `ib_pipeline.store`). Modules:
+are the library's (`ib_pipeline.ibkr`, `ib_pipeline.schemas`, `ib_pipeline.storage.store`). Modules:
 
 - subjects: `contracts`, `bars`, `snapshots` (quotes), `portfolio` (accounts, positions,
   account summaries), `orders`;
@@ -13,6 +13,6 @@ are the library's (`ib_pipeline.ibkr`, `ib_pipeline.schemas`, `ib_pipeline.store
   a set of partitions), `bar_plan` (ranges to fetch, partitions to skip), `contract_lookup`
   (symbols to conids), `verify` (what the checks verify).
 
-`ib_pipeline.definitions` composes them into the Definitions that ``workspace.yaml`` loads.
+`assets.definitions` composes them into the Definitions that ``workspace.yaml`` loads.
 Importing this package alone imports nothing.
 """

@@ -10,7 +10,7 @@ prints a summary of rows, requests, quarantine and checks.
 Runs are recorded in the Dagster instance of ``DAGSTER_HOME``, else of ``./dagster.yaml`` (so
 ``dagster dev`` shows them afterwards), else in a throw-away instance.
 
-`ib_pipeline.pipeline_cli` wraps this as ``ib-pipeline backfill``; it never fetches anything
+`ib_pipeline.cli.pipeline` wraps this as ``ib-pipeline backfill``; it never fetches anything
 itself (the assets do).
 """
 
@@ -36,9 +36,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from assets.definitions import RunSummary, build_definitions, run_assets, summarize_run
 from assets.partitions import Granularity, keys_between
-from assets.store_resource import WarehouseResource
-from ib_pipeline.definitions import RunSummary, build_definitions, run_assets, summarize_run
+from assets.resources import WarehouseResource
 from ib_pipeline.universe import Universe
 
 INSTANCE_CONFIG = "dagster.yaml"

@@ -48,11 +48,11 @@ from assets.verify import (
     verify_contract,
     verify_manifests,
 )
+from ib_pipeline.calendars import TradingHours
 from ib_pipeline.ibkr.client import IbkrClient
-from ib_pipeline.sessions import TradingHours
 from ib_pipeline.storage.datasets import bar_folder, dataset_spec
 from ib_pipeline.storage.paths import Partition
-from ib_pipeline.store import Batch, Store, WriteResult
+from ib_pipeline.storage.store import Batch, Store, WriteResult
 from ib_pipeline.timeframes import BarSize
 from ib_pipeline.universe import ResolvedContract, Universe
 

@@ -8,7 +8,7 @@ very long ranges into chunks of bounded size so memory stays flat however long t
 
 A stored partition is complete when its manifest is current (``ok``), it holds every
 instrument that had a session in it, its last load quarantined nothing, it holds at least as
-many bars as those sessions imply (`ib_pipeline.sessions.bar_starts`, for intraday and daily
+many bars as those sessions imply (`ib_pipeline.calendars.bar_starts`, for intraday and daily
 bars), and it was written after the last of those sessions closed. A partition that falls short
 (bad rows, a hole) is therefore fetched again by the next run without being asked. The price:
 an instrument that truly has no bar in some minutes (an illiquid stock: IBKR sends no bar for a
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from assets.partitions import Granularity, key_dates
-from ib_pipeline.sessions import Session, bar_starts, calendar_for
+from ib_pipeline.calendars import Session, bar_starts, calendar_for
 from ib_pipeline.storage.manifest import STATUS_OK, Manifest
 from ib_pipeline.timeframes import BarKind, BarSize
 from ib_pipeline.universe import ResolvedContract

@@ -33,10 +33,9 @@ from assets.metadata import column_schema as to_column_schema
 from assets.metadata import load_metadata
 from assets.partitions import bars_partitions_def, granularity
 from assets.progress import LoadProgress
-from assets.store_resource import WarehouseResource
+from assets.resources import IbkrClientResource, WarehouseResource
 from assets.verify import checks_completeness
 from ib_pipeline.clock import Clock
-from ib_pipeline.resources import IbkrClientResource
 from ib_pipeline.storage.datasets import DATASETS
 from ib_pipeline.timeframes import BarSize
 from ib_pipeline.universe import Universe

@@ -28,12 +28,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets.metadata import load_metadata, markdown_table, time_range
-from assets.store_resource import WarehouseResource
+from assets.resources import WarehouseResource
 from assets.verify import ContractVerdict, Gap, verify_contract, verify_manifests
+from ib_pipeline.calendars import TradingHours, calendar_for
 from ib_pipeline.clock import Clock
-from ib_pipeline.sessions import TradingHours, calendar_for
 from ib_pipeline.storage.datasets import dataset_spec
-from ib_pipeline.store import Store, WriteResult
+from ib_pipeline.storage.store import Store, WriteResult
 from ib_pipeline.timeframes import BarSize
 
 CONTRACT = "contract"

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from ib_pipeline.ibkr import normalize
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.tables import CONTRACTS
-from ib_pipeline.store import Store
+from ib_pipeline.storage.store import Store
 from ib_pipeline.universe import (
     InstrumentConfig,
     ResolvedContract,

@@ -23,10 +23,9 @@ import pyarrow as pa
 from assets.checks import contract_check_spec, quarantine_check_spec, write_results
 from assets.contract_lookup import search_instruments
 from assets.metadata import column_schema
-from assets.store_resource import WarehouseResource
+from assets.resources import IbkrClientResource, WarehouseResource
 from ib_pipeline.clock import Clock
 from ib_pipeline.ibkr.tables import CONTRACTS
-from ib_pipeline.resources import IbkrClientResource
 from ib_pipeline.universe import ResolvedContract, Universe
 
 CONTRACTS_ASSET = "contracts"

@@ -18,7 +18,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ib_pipeline.store import WriteResult
+from ib_pipeline.storage.store import WriteResult
 
 PREVIEW_ROWS = 10
 _MAX_LISTED = 40

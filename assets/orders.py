@@ -16,10 +16,9 @@ import pyarrow as pa
 from assets.checks import contract_check_spec, quarantine_check_spec, write_results
 from assets.metadata import column_schema
 from assets.portfolio import ACCOUNTS_ASSET
-from assets.store_resource import WarehouseResource
+from assets.resources import IbkrClientResource, WarehouseResource
 from ib_pipeline.clock import Clock
 from ib_pipeline.ibkr import normalize
-from ib_pipeline.resources import IbkrClientResource
 from ib_pipeline.storage.datasets import DATASETS
 
 ORDERS_ASSET = "orders"

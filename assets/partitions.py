@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from ib_pipeline.sessions import calendar_for
+from ib_pipeline.calendars import calendar_for
 from ib_pipeline.timeframes import BarKind, BarSize
 from ib_pipeline.universe import Universe
 

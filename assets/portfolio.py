@@ -27,14 +27,13 @@ import pyarrow as pa
 
 from assets.checks import contract_check_spec, quarantine_check_spec, write_results
 from assets.metadata import column_schema
-from assets.store_resource import WarehouseResource
+from assets.resources import IbkrClientResource, WarehouseResource
 from ib_pipeline.clock import Clock
 from ib_pipeline.ibkr import normalize
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.tables import ACCOUNT_SUMMARY, POSITIONS
-from ib_pipeline.resources import IbkrClientResource
 from ib_pipeline.storage.datasets import DATASETS
-from ib_pipeline.store import Mode
+from ib_pipeline.storage.store import Mode
 from ib_pipeline.universe import Universe, resolve_accounts
 
 ACCOUNTS_ASSET = "accounts"

@@ -2,7 +2,7 @@
 
 Why: the warehouse must follow the market without anyone running backfills by hand, and must
 not hammer the gateway on days the market is shut. Every schedule runs in America/New_York and
-asks the exchange calendar (`ib_pipeline.sessions`, holidays and half days included) whether
+asks the exchange calendar (`ib_pipeline.calendars`, holidays and half days included) whether
 the day is a trading day, answering a `SkipReason` that names the holiday otherwise:
 
 - ``bars_<size>_daily_schedule`` (one per bars asset, since a run targets one partitioning):
@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from assets.partitions import PARTITION_TIMEZONE, Granularity, granularity, key_for_date
-from ib_pipeline.sessions import US_EQUITY, SessionCalendar, TradingHours, calendar_for
+from ib_pipeline.calendars import US_EQUITY, SessionCalendar, TradingHours, calendar_for
 from ib_pipeline.timeframes import parse_bar_size
 from ib_pipeline.universe import Universe
 

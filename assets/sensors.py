@@ -14,9 +14,9 @@ import asyncio
 
 import dagster as dg
 
+from assets.resources import IbkrClientResource
 from ib_pipeline.ibkr.errors import IbkrError, NotAuthenticatedError, TransportError
-from ib_pipeline.ibkr.session import login_url
-from ib_pipeline.resources import IbkrClientResource
+from ib_pipeline.ibkr.gateway_session import login_url
 
 GATEWAY_SENSOR = "gateway_sensor"
 INTERVAL_S = 60

@@ -8,7 +8,7 @@ side only turns these results into `AssetCheckResult`s.
   normaliser's schema, validated again by `ib_pipeline.schemas.validate`; any row that fails
   means the warehouse holds data its contract forbids.
 - `find_gaps`: each instrument's stored bars against the bars its sessions imply
-  (`ib_pipeline.sessions.bar_starts`, half days included), counting only bars completed by now
+  (`ib_pipeline.calendars.bar_starts`, half days included), counting only bars completed by now
   (an intraday bar once its last minute has ended, a daily bar once its session has).
 
 Never calls the gateway and never writes.
@@ -24,11 +24,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ib_pipeline.calendars import Session, TradingHours, bar_starts
 from ib_pipeline.schemas import ValidationContext, validate
-from ib_pipeline.sessions import Session, TradingHours, bar_starts
 from ib_pipeline.storage.datasets import dataset_spec
 from ib_pipeline.storage.manifest import STATUS_OK
-from ib_pipeline.store import Store
+from ib_pipeline.storage.store import Store
 from ib_pipeline.timeframes import BarKind, BarSize
 from ib_pipeline.universe import ResolvedContract
 

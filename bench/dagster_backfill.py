@@ -7,7 +7,7 @@ and the client's pacer), done twice in the same process on fresh warehouses:
 - **baseline**: the same work without Dagster: `assets.bar_loader.load_bars` (resolve the
   contracts, plan, fetch, validate, write, verify the contract and the completeness), with a
   client built from the same settings;
-- **dagster**: the real ``bars_1min`` asset of `ib_pipeline.definitions`, materialised over the
+- **dagster**: the real ``bars_1min`` asset of `assets.definitions`, materialised over the
   partition range as ONE in-process run on an ephemeral instance (job resolution, run and event
   storage, per-partition materialisation events, the checks).
 
@@ -43,13 +43,12 @@ import pyarrow as pa
 
 from assets.bar_loader import load_bars
 from assets.contract_lookup import search_instruments
+from assets.definitions import build_definitions, run_assets, summarize_run
 from assets.partitions import bars_partitions_def
-from assets.store_resource import WarehouseResource
-from ib_pipeline.definitions import build_definitions, run_assets, summarize_run
-from ib_pipeline.resources import IbkrClientResource
+from assets.resources import IbkrClientResource, WarehouseResource
 from ib_pipeline.simulator import PacingConfig, Simulator, SimulatorConfig
 from ib_pipeline.simulator.instruments import UNIVERSE as SIM_UNIVERSE
-from ib_pipeline.store import Store
+from ib_pipeline.storage.store import Store
 from ib_pipeline.timeframes import parse_bar_size
 from ib_pipeline.universe import Universe, parse_universe
 

@@ -32,11 +32,11 @@ from typing import Any
 import httpx
 
 from bench._sim_process import simulator_stats, start_simulator
+from ib_pipeline.calendars import US_EQUITY, calendar_for
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.history import HistoryRequest, RangePlanner, page_times
 from ib_pipeline.ibkr.parsing import ms_of
 from ib_pipeline.ibkr.settings import ClientSettings, PacingLimits
-from ib_pipeline.sessions import US_EQUITY, calendar_for
 
 NOW = "2024-11-27T21:30:00Z"
 LAST_SESSION_END = datetime(2024, 11, 27, 21, 0, tzinfo=UTC)

@@ -34,10 +34,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from ib_pipeline.calendars import US_EQUITY, bar_starts, calendar_for
 from ib_pipeline.clock import FixedClock
 from ib_pipeline.ibkr.tables import CONTRACTS, HISTORY_BARS
-from ib_pipeline.sessions import US_EQUITY, bar_starts, calendar_for
-from ib_pipeline.store import Batch, Store
+from ib_pipeline.storage.store import Batch, Store
 from ib_pipeline.timeframes import parse_bar_size
 from ib_pipeline.warehouse import connect
 

@@ -2,7 +2,7 @@
 
 Gateway-shaped ``/iserver/marketdata/history`` answers (one per instrument and session, up to
 1000 one-minute bars with extended hours, ``v`` in lots of 100, IBKR's metadata keys) are
-synthesised with NumPy on the real trading calendar (bar stamps from `ib_pipeline.sessions`),
+synthesised with NumPy on the real trading calendar (bar stamps from `ib_pipeline.calendars`),
 landed in a raw zone under a temporary warehouse, then replayed: read + decompress + JSON,
 normalise (the project's `normalize.history_bars`), validate (the pandera contracts), write
 (merge, deterministic Parquet, atomic replace, manifests), refresh the DuckDB catalog.
@@ -52,12 +52,13 @@ from typing import Any
 
 import numpy as np
 
+from ib_pipeline.calendars import US_EQUITY, bar_starts, calendar_for
 from ib_pipeline.clock import FixedClock
+from ib_pipeline.conversion import InstrumentInfo
 from ib_pipeline.ibkr.settings import PacingLimits
-from ib_pipeline.raw import RawZone
-from ib_pipeline.replay import InstrumentInfo, ReplayResult, replay, replay_workers
-from ib_pipeline.sessions import US_EQUITY, bar_starts, calendar_for
-from ib_pipeline.store import Store
+from ib_pipeline.raw_zone import RawZone
+from ib_pipeline.replay import ReplayResult, replay, replay_workers
+from ib_pipeline.storage.store import Store
 from ib_pipeline.timeframes import parse_bar_size
 
 FIRST_CONID = 900_100_000

@@ -17,8 +17,8 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 
+from ib_pipeline.calendars import calendar_for
 from ib_pipeline.clock import FixedClock
-from ib_pipeline.sessions import calendar_for
 from ib_pipeline.simulator.bad_data import BadDataSpec
 from ib_pipeline.simulator.history import MAX_BARS, encode_body, history_response
 from ib_pipeline.simulator.instruments import UNIVERSE

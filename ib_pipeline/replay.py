@@ -1,26 +1,9 @@
-"""Turn raw API responses into store batches, live or from the raw zone: replay.
+"""Replay: rebuild partitions from the raw zone alone, without calling IBKR again.
 
-Why: after a normaliser fix, every partition can be rebuilt from what IBKR sent, without
-calling the rate-limited API again. The same function, `to_batches`, turns responses into
-`store.Batch` objects for a live load (the client's `RawResponse`) and for a replay (the raw
-zone's `RawRecord`), so a replay equals the original load by construction. Assets should load
-through it.
-
-Conventions (one place, shared by live loads and replays)
----------------------------------------------------------
-- ``history`` -> bars: conid, bar size and ``outsideRth`` come from the request params; the
-  lot size and trading hours from the instrument (`Resolver`: by default the warehouse's
-  ``contracts`` dataset: security type and listing exchanges).
-- ``snapshot`` -> quotes: only answers in which every requested conid delivered fields are
-  used (pre-flight and partial polls are kept in the raw zone but were not loaded); ``as_of``
-  is the answer's fetch time; entries are normalised per lot size.
-- ``positions`` -> positions: a listing starts at page 0 and runs through the following pages
-  of the same account; ``as_of`` is page 0's fetch time.
-- ``account_summary`` -> account_summary and ``live_orders`` -> orders: ``as_of`` is the fetch
-  time. ``contract_search`` -> contracts, ``accounts`` -> accounts.
+Why: after a normaliser fix, every partition can be rebuilt from what IBKR sent. Responses
+become batches through `ib_pipeline.conversion.to_batches`, the function live loads use too.
 A response that cannot be read or normalised stops the replay before anything is written
-(`ReplayError` names every such file): a half-replayed partition in replace mode would lose
-rows.
+(`ReplayError` names every such file): a half-replayed partition would lose rows.
 
 Replay on several cores
 -----------------------
@@ -45,266 +28,30 @@ import multiprocessing
 import os
 import time
 from collections.abc import (
-    Callable,
     Collection,
     Generator,
-    Iterable,
     Iterator,
-    Mapping,
     Sequence,
 )
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime
-from typing import Any, Protocol
+from datetime import date
+from typing import Any
 
 import pyarrow as pa
 
-from ib_pipeline.ibkr import normalize
+from ib_pipeline.conversion import ENDPOINTS, Resolver, contracts_resolver, to_batches
 from ib_pipeline.ibkr.errors import InvalidPayloadError
-from ib_pipeline.ibkr.normalize import US_STOCK_LOT_SIZE
-from ib_pipeline.raw import RawZone
-from ib_pipeline.sessions import TradingHours, trading_hours_for
+from ib_pipeline.raw_zone import RawZone
 from ib_pipeline.settings import WarehouseSettings
 from ib_pipeline.storage.datasets import dataset_spec
 from ib_pipeline.storage.manifest import iso_ms
-from ib_pipeline.store import Batch, Store, WriteResult
-
-
-class Response(Protocol):
-    """What both the client's `RawResponse` and the raw zone's `RawRecord` carry."""
-
-    @property
-    def endpoint(self) -> str: ...
-
-    @property
-    def params(self) -> Mapping[str, Any]: ...
-
-    @property
-    def payload(self) -> Any: ...
-
-    @property
-    def fetched_at(self) -> datetime: ...
-
-
-@dataclass(frozen=True)
-class InstrumentInfo:
-    """What the normalisers and contracts need to know about an instrument."""
-
-    hours: TradingHours
-    lot_size: float
-
-
-Resolver = Callable[[int], InstrumentInfo]
-"""conid -> its trading hours and lot size; raises ValueError for an unknown conid."""
-
-ENDPOINTS: dict[str, str] = {
-    "bars": "history",
-    "quotes": "snapshot",
-    "positions": "positions",
-    "account_summary": "account_summary",
-    "orders": "live_orders",
-    "contracts": "contract_search",
-    "accounts": "accounts",
-}
-"""The endpoint (client name, raw-zone folder) each dataset is built from."""
-
-LOT_SIZED_SEC_TYPES = frozenset({"STK", "ETF"})
+from ib_pipeline.storage.store import Batch, Store, WriteResult
 
 
 class ReplayError(ValueError):
     """Responses the normalisers reject; nothing was written."""
-
-
-def instrument_info(sec_type: str | None, exchanges: str | None, conid: int) -> InstrumentInfo:
-    """Trading hours of the first listed exchange the calendars know, and the lot size
-    (100 for US stocks and ETFs, else 1). ValueError naming the conid otherwise."""
-    kind = (sec_type or "").upper()
-    for exchange in (exchanges or "").split(","):
-        try:
-            hours = trading_hours_for(kind, exchange.strip())
-        except ValueError:
-            continue
-        lot = float(US_STOCK_LOT_SIZE) if kind in LOT_SIZED_SEC_TYPES else 1.0
-        return InstrumentInfo(hours, lot)
-    raise ValueError(
-        f"conid {conid}: no known trading hours for sec_type {sec_type!r} on exchanges "
-        f"{exchanges!r}"
-    )
-
-
-def contracts_resolver(contracts: pa.Table) -> Resolver:
-    """A resolver from a ``contracts`` table (the warehouse dataset or a search result)."""
-    rows = {
-        int(row["conid"]): row
-        for row in contracts.select(["conid", "sec_type", "exchanges"]).to_pylist()
-    }
-
-    def resolve(conid: int) -> InstrumentInfo:
-        row = rows.get(conid)
-        if row is None:
-            raise ValueError(
-                f"conid {conid} is not in the contracts dataset: load its contract search "
-                "first, or pass a resolver"
-            )
-        return instrument_info(row["sec_type"], row["exchanges"], conid)
-
-    return resolve
-
-
-def _source(response: Response) -> dict[str, Any]:
-    source: dict[str, Any] = {
-        "endpoint": response.endpoint,
-        "params": dict(response.params),
-        "fetched_at": iso_ms(round(response.fetched_at.timestamp() * 1000)),
-    }
-    path = getattr(response, "path", "")
-    if path:
-        source["raw"] = path
-    return source
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in ("true", "1", "yes")
-
-
-def _param(response: Response, name: str) -> Any:
-    if name not in response.params:
-        raise InvalidPayloadError(f"{response.endpoint}: request params lack {name!r}")
-    return response.params[name]
-
-
-def _bars(responses: Sequence[Response], resolve: Resolver | None) -> list[Batch]:
-    if resolve is None:
-        raise ValueError("bars: a resolver (conid -> trading hours, lot size) is required")
-    batches = []
-    for response in responses:
-        conid = int(_param(response, "conid"))
-        info = resolve(conid)
-        table = normalize.history_bars(
-            response.payload,
-            conid=conid,
-            bar_size=str(_param(response, "bar")),
-            lot_size=info.lot_size,
-        )
-        outside = _flag(response.params.get("outsideRth", False))
-        batches.append(
-            Batch(table, _source(response), hours={conid: info.hours}, outside_rth=outside)
-        )
-    return batches
-
-
-def _complete_snapshot(response: Response) -> bool:
-    """Every requested conid delivered at least one field (not a pre-flight/partial poll)."""
-    requested = {int(c) for c in str(response.params.get("conids", "")).split(",") if c}
-    delivered = {
-        int(entry["conid"])
-        for entry in response.payload
-        if isinstance(entry, Mapping) and "conid" in entry and normalize.snapshot_has_fields(entry)
-    }
-    return bool(requested) and requested <= delivered
-
-
-def _quotes(responses: Sequence[Response], resolve: Resolver | None) -> list[Batch]:
-    if resolve is None:
-        raise ValueError("quotes: a resolver (conid -> lot size) is required")
-    batches = []
-    for response in responses:
-        if not isinstance(response.payload, list):
-            raise InvalidPayloadError(f"snapshot: expected a list, got {response.payload!r:.200}")
-        if not _complete_snapshot(response):
-            continue
-        by_lot: dict[float, list[Any]] = {}
-        for entry in response.payload:
-            lot = resolve(int(entry["conid"])).lot_size
-            by_lot.setdefault(lot, []).append(entry)
-        tables = [
-            normalize.snapshot_quotes(entries, lot_size=lot, fallback_updated=response.fetched_at)
-            for lot, entries in sorted(by_lot.items())
-        ]
-        batches.append(
-            Batch(pa.concat_tables(tables), _source(response), as_of=response.fetched_at)
-        )
-    return batches
-
-
-def _positions(responses: Sequence[Response], resolve: Resolver | None) -> list[Batch]:
-    listings: dict[str, tuple[Response, list[Any], list[Response]]] = {}
-    finished: list[tuple[Response, list[Any], list[Response]]] = []
-    for response in responses:
-        account = str(_param(response, "accountId"))
-        page = int(_param(response, "pageId"))
-        if page == 0:
-            if account in listings:
-                finished.append(listings.pop(account))
-            listings[account] = (response, [], [])
-        elif account not in listings:
-            raise InvalidPayloadError(
-                f"positions: page {page} of {account} has no page 0 before it "
-                f"({getattr(response, 'path', '') or 'live response'})"
-            )
-        first, entries, pages = listings[account]
-        if not isinstance(response.payload, list):
-            raise InvalidPayloadError(f"positions: expected a list, got {response.payload!r:.200}")
-        entries.extend(response.payload)
-        pages.append(response)
-    finished.extend(listings.values())
-    batches = []
-    for first, entries, pages in sorted(finished, key=lambda f: f[0].fetched_at):
-        account = str(_param(first, "accountId"))
-        table = normalize.positions(entries, account=account, as_of=first.fetched_at)
-        source = {**_source(first), "pages": len(pages)}
-        batches.append(Batch(table, source))
-    return batches
-
-
-def _summary(responses: Sequence[Response], resolve: Resolver | None) -> list[Batch]:
-    return [
-        Batch(
-            normalize.account_summary(
-                r.payload, account=str(_param(r, "accountId")), as_of=r.fetched_at
-            ),
-            _source(r),
-        )
-        for r in responses
-    ]
-
-
-def _orders(responses: Sequence[Response], resolve: Resolver | None) -> list[Batch]:
-    return [
-        Batch(normalize.live_orders(r.payload), _source(r), as_of=r.fetched_at) for r in responses
-    ]
-
-
-def _contracts(responses: Sequence[Response], resolve: Resolver | None) -> list[Batch]:
-    return [Batch(normalize.contracts(r.payload), _source(r)) for r in responses]
-
-
-def _accounts(responses: Sequence[Response], resolve: Resolver | None) -> list[Batch]:
-    return [Batch(normalize.accounts(r.payload), _source(r)) for r in responses]
-
-
-_CONVERTERS: dict[str, Callable[[Sequence[Response], Resolver | None], list[Batch]]] = {
-    "bars": _bars,
-    "quotes": _quotes,
-    "positions": _positions,
-    "account_summary": _summary,
-    "orders": _orders,
-    "contracts": _contracts,
-    "accounts": _accounts,
-}
-
-
-def to_batches(
-    dataset: str, responses: Iterable[Response], resolver: Resolver | None = None
-) -> list[Batch]:
-    """Store batches for ``dataset`` from responses of its endpoint (`ENDPOINTS`), oldest
-    first. ``resolver`` is needed for bars and quotes."""
-    spec = dataset_spec(dataset)
-    return _CONVERTERS[spec.name](list(responses), resolver)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 from pandera.typing.pandas import Series
 
-from ib_pipeline.sessions import TradingHours
+from ib_pipeline.calendars import TradingHours
 from ib_pipeline.storage.bar_sessions import BarLocation, locate_bars
 from ib_pipeline.storage.datasets import (
     SESSION_DATE,

@@ -35,7 +35,7 @@ from typing import Any
 import pyarrow as pa
 import yaml
 
-from ib_pipeline.sessions import CALENDAR_START, TradingHours, trading_hours_for
+from ib_pipeline.calendars import CALENDAR_START, TradingHours, trading_hours_for
 from ib_pipeline.timeframes import BAR_SIZES, BarSize, parse_bar_size
 
 UNIVERSE_ENV = "IB_PIPELINE_UNIVERSE"

@@ -10,8 +10,8 @@ from datetime import date
 import numpy as np
 import pyarrow as pa
 
+from ib_pipeline.calendars import US_EQUITY, TradingHours, bar_starts, calendar_for
 from ib_pipeline.ibkr.tables import HISTORY_BARS
-from ib_pipeline.sessions import US_EQUITY, TradingHours, bar_starts, calendar_for
 from ib_pipeline.timeframes import parse_bar_size
 
 

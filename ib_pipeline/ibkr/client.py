@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 
+from ib_pipeline.calendars import US_EQUITY, TradingHours
 from ib_pipeline.clock import Clock, SystemClock
 from ib_pipeline.ibkr import endpoints as ep
 from ib_pipeline.ibkr import history as _history
@@ -59,16 +60,15 @@ from ib_pipeline.ibkr.errors import (
     excerpt,
     redact,
 )
+from ib_pipeline.ibkr.gateway_session import SessionKeeper, priming_asked_for
 from ib_pipeline.ibkr.history import HistoryRange, HistoryRequest
 from ib_pipeline.ibkr.normalize import NO_DATA_MESSAGE
 from ib_pipeline.ibkr.orders import PlacedOrder
 from ib_pipeline.ibkr.pacing import Pacer, shared_pacer
 from ib_pipeline.ibkr.parsing import gateway_time
-from ib_pipeline.ibkr.raw import RawResponse, ResponseHook
+from ib_pipeline.ibkr.response import RawResponse, ResponseHook
 from ib_pipeline.ibkr.retry import Transient, call_with_retries, mark
-from ib_pipeline.ibkr.session import SessionKeeper, priming_asked_for
 from ib_pipeline.ibkr.settings import ClientSettings, Secret
-from ib_pipeline.sessions import US_EQUITY, TradingHours
 from ib_pipeline.timeframes import parse_bar_size, parse_period
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ The history endpoint answers at most 1000 bars per request: the most recent bars
 ``period`` that runs backward from ``startTime``. A long range is therefore paged backward,
 each request's ``startTime`` being the earliest bar of the previous answer. The cost of a
 range is its number of requests, so the planner picks each request's period from the exchange
-calendar (`ib_pipeline.sessions`): long enough to fill a whole page of 1000 bars (one session
+calendar (`ib_pipeline.calendars`): long enough to fill a whole page of 1000 bars (one session
 more than the estimate, as a margin: asking for more never costs a request because the answer
 is cut to the 1000 most recent bars), and no longer than needed to reach the range start on
 the last page. A range of N bars then costs ceil(N / 1000) requests for intraday and daily
@@ -39,12 +39,12 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from ib_pipeline.calendars import US_EQUITY, Session, TradingHours, bar_starts, calendar_for
 from ib_pipeline.ibkr import normalize
 from ib_pipeline.ibkr import parsing as p
 from ib_pipeline.ibkr.errors import GatewayError
-from ib_pipeline.ibkr.raw import RawResponse
+from ib_pipeline.ibkr.response import RawResponse
 from ib_pipeline.ibkr.tables import HISTORY_BARS
-from ib_pipeline.sessions import US_EQUITY, Session, TradingHours, bar_starts, calendar_for
 from ib_pipeline.timeframes import BarKind, BarSize, PeriodUnit, parse_bar_size
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ from ib_pipeline.ibkr.errors import (
     TradingDisabledError,
 )
 from ib_pipeline.ibkr.normalize import is_paper_account
-from ib_pipeline.ibkr.raw import RawResponse
+from ib_pipeline.ibkr.response import RawResponse
 from ib_pipeline.ibkr.settings import ClientSettings
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ib_pipeline.ibkr import endpoints as ep
 from ib_pipeline.ibkr.errors import GatewayError, InvalidPayloadError
-from ib_pipeline.ibkr.raw import RawResponse
+from ib_pipeline.ibkr.response import RawResponse
 
 if TYPE_CHECKING:
     from ib_pipeline.ibkr.client import IbkrClient

@@ -20,7 +20,7 @@ from ib_pipeline.ibkr import endpoints as ep
 from ib_pipeline.ibkr.errors import InvalidPayloadError, SnapshotNotReadyError
 from ib_pipeline.ibkr.normalize import snapshot_has_fields
 from ib_pipeline.ibkr.parsing import conid as parse_conid
-from ib_pipeline.ibkr.raw import RawResponse
+from ib_pipeline.ibkr.response import RawResponse
 
 if TYPE_CHECKING:
     from ib_pipeline.ibkr.client import IbkrClient

@@ -19,14 +19,14 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ib_pipeline.calendars import US_EQUITY, TradingHours
 from ib_pipeline.clock import Clock
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.history import HistoryRange, HistoryRequest
 from ib_pipeline.ibkr.orders import PlacedOrder
-from ib_pipeline.ibkr.raw import RawResponse, ResponseHook
+from ib_pipeline.ibkr.response import RawResponse, ResponseHook
 from ib_pipeline.ibkr.settings import ClientSettings
 from ib_pipeline.ibkr.snapshots import DEFAULT_FIELDS
-from ib_pipeline.sessions import US_EQUITY, TradingHours
 
 T = TypeVar("T")
 

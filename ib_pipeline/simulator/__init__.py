@@ -19,7 +19,7 @@ The modules, from the outside in:
   sim``), `config` (every setting and default), `state` (what one run holds), `tls`.
 - HTTP: `server` (the app and its middleware: pacing, faults, session checks), `routes_base`
   (route table entry, JSON responses), one `routes_*` module per API area.
-- Gateway behaviour: `session` (SSO and brokerage sessions), `pacing` (limits, penalty box),
+- Gateway behaviour: `auth` (SSO and brokerage sessions), `pacing` (limits, penalty box),
   `faults` (which request fails, and how), `stats` (counters for tests).
 - Payloads, no HTTP: `history`, `snapshot`, `search`, `broker` (accounts, portfolio),
   `broker_orders`, `broker_contracts`, `bad_data` (corrupted history rows), `answers` (error

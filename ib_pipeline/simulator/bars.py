@@ -19,7 +19,7 @@ from datetime import date
 import numpy as np
 import numpy.typing as npt
 
-from ib_pipeline.sessions import MS_PER_MINUTE, intraday_bucket_keys
+from ib_pipeline.calendars import MS_PER_MINUTE, intraday_bucket_keys
 from ib_pipeline.timeframes import BarSize
 
 I64 = npt.NDArray[np.int64]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
+from ib_pipeline.simulator.auth import SERVER_INFO
 from ib_pipeline.simulator.broker_contracts import (
     Contract,
     contract_for,
@@ -35,7 +36,6 @@ from ib_pipeline.simulator.broker_orders import OrderBook
 from ib_pipeline.simulator.epoch import to_ms
 from ib_pipeline.simulator.instruments import Instrument
 from ib_pipeline.simulator.market import Market
-from ib_pipeline.simulator.session import SERVER_INFO
 
 POSITIONS_PAGE_SIZE = 100
 """The gateway's page size for ``/portfolio/{accountId}/positions/{pageId}``."""

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ib_pipeline.sessions import calendar_for
+from ib_pipeline.calendars import calendar_for
 from ib_pipeline.simulator.answers import Answer, account_not_found, bad_request, error_body
 from ib_pipeline.simulator.broker_contracts import Contract, stock_contract
 from ib_pipeline.simulator.epoch import from_ms, to_ms

@@ -49,7 +49,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
 
-from ib_pipeline.sessions import calendar_for
+from ib_pipeline.calendars import calendar_for
 from ib_pipeline.simulator.answers import Answer, NonFiniteJson, encode_body, error_body
 from ib_pipeline.simulator.bad_data import BadDataSpec, Corruption, corrupt_rows, has_non_finite
 from ib_pipeline.simulator.bars import Bars

@@ -20,7 +20,7 @@ import itertools
 from dataclasses import dataclass
 from datetime import date
 
-from ib_pipeline.sessions import TradingHours, trading_hours_for
+from ib_pipeline.calendars import TradingHours, trading_hours_for
 
 HISTORY_START = date(2005, 1, 3)
 """First date of history for instruments that were trading before it (the first 2005 session)."""

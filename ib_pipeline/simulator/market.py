@@ -5,7 +5,7 @@ aggregated from the session's minutes, 1d from whole sessions, 1w and 1m from wh
 months of sessions) and "what does a snapshot show now" (`Quote`). The minutes themselves come
 from `price_model` (one session from ``(seed, conid, date)``, nothing chained) and are combined
 with the exact arithmetic of `bars`; sessions come from the real exchange calendars of
-`ib_pipeline.sessions`, and a stock's extended session (04:00-20:00 New York) contains its
+`ib_pipeline.calendars`, and a stock's extended session (04:00-20:00 New York) contains its
 regular one.
 
 Time comes from a clock: "now" is ``clock.now()``, and only completed bars are visible (a bar
@@ -29,8 +29,7 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 
-from ib_pipeline.clock import Clock
-from ib_pipeline.sessions import (
+from ib_pipeline.calendars import (
     MS_PER_MINUTE,
     Session,
     SessionCalendar,
@@ -38,6 +37,7 @@ from ib_pipeline.sessions import (
     month_bar_start_ms,
     period_key,
 )
+from ib_pipeline.clock import Clock
 from ib_pipeline.simulator.bars import Bars, DailyBar, aggregate_days, aggregate_intraday
 from ib_pipeline.simulator.epoch import from_ms, to_ms
 from ib_pipeline.simulator.instruments import UNIVERSE, Instrument

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ib_pipeline.sessions import MS_PER_MINUTE, Session
+from ib_pipeline.calendars import MS_PER_MINUTE, Session
 from ib_pipeline.simulator.bars import F64, Bars, freeze
 from ib_pipeline.simulator.instruments import Instrument
 

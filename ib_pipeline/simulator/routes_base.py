@@ -31,7 +31,7 @@ Handler = Callable[[web.Request, SimState], Awaitable[web.StreamResponse]]
 
 
 class Access(Enum):
-    """Which layer of the gateway session a route needs (see `ib_pipeline.simulator.session`)."""
+    """Which layer of the gateway session a route needs (see `ib_pipeline.simulator.auth`)."""
 
     PUBLIC = "public"  # answers whatever the session state
     SSO = "sso"  # needs the browser login

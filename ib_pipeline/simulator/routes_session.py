@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ib_pipeline.simulator.auth import NOT_AUTHENTICATED
 from ib_pipeline.simulator.epoch import to_ms
 from ib_pipeline.simulator.pacing import Limit
 from ib_pipeline.simulator.routes_base import Access, Route, json_response
-from ib_pipeline.simulator.session import NOT_AUTHENTICATED
 from ib_pipeline.simulator.state import SimState
 
 SSO_LIFETIME_MS = 24 * 3600 * 1000

@@ -37,6 +37,7 @@ from ib_pipeline.simulator import (
     routes_session,
 )
 from ib_pipeline.simulator.answers import error_body
+from ib_pipeline.simulator.auth import NOT_AUTHENTICATED
 from ib_pipeline.simulator.config import FaultSpec
 from ib_pipeline.simulator.faults import FaultDecision, FaultKind
 from ib_pipeline.simulator.pacing import Limit, PacingVerdict
@@ -51,7 +52,6 @@ from ib_pipeline.simulator.routes_base import (
     json_response,
     read_json,
 )
-from ib_pipeline.simulator.session import NOT_AUTHENTICATED
 from ib_pipeline.simulator.state import SimState
 
 log = logging.getLogger(__name__)

@@ -15,13 +15,13 @@ import threading
 from dataclasses import dataclass, field
 
 from ib_pipeline.clock import Clock, FixedClock, SystemClock
+from ib_pipeline.simulator.auth import GatewaySession
 from ib_pipeline.simulator.bad_data import BadDataSpec
 from ib_pipeline.simulator.broker import Broker
 from ib_pipeline.simulator.config import FaultSpec, SimulatorConfig
 from ib_pipeline.simulator.faults import FaultInjector
 from ib_pipeline.simulator.market import Market
 from ib_pipeline.simulator.pacing import Pacer
-from ib_pipeline.simulator.session import GatewaySession
 from ib_pipeline.simulator.stats import SimStats
 
 

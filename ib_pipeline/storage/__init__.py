@@ -1,4 +1,4 @@
-"""Building blocks of the warehouse store; `ib_pipeline.store` is their public face.
+"""Building blocks of the warehouse store; `ib_pipeline.storage.store` is their public face.
 
 Each module has one job: `fs` (a warehouse root on local disk or an fsspec URL, atomic object
 writes), `paths` (safe partition names), `datasets` (what each dataset stores and how it is

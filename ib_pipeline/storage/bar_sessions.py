@@ -3,7 +3,7 @@
 Why: bars are partitioned by the exchange's session date, not the UTC date (a US extended-hours
 session runs 04:00-20:00 New York, past midnight UTC; a CME session opens the evening before
 its date), and a bar stamped outside its instrument's sessions, or between two bar starts, is
-wrong data. Both answers come from `ib_pipeline.sessions`, the same code the simulator and the
+wrong data. Both answers come from `ib_pipeline.calendars`, the same code the simulator and the
 client use, so the three agree by construction.
 
 Everything is vectorised: rows are grouped by (trading hours, outside-RTH flag, bar size), and
@@ -23,7 +23,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ib_pipeline.sessions import (
+from ib_pipeline.calendars import (
     Session,
     TradingHours,
     bar_starts,

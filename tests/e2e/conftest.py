@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from dagster_support import SMALL_UNIVERSE, Pipeline
 
-from assets.store_resource import WarehouseResource
-from ib_pipeline.definitions import build_definitions
-from ib_pipeline.resources import IbkrClientResource
+from assets.definitions import build_definitions
+from assets.resources import IbkrClientResource, WarehouseResource
 from ib_pipeline.universe import parse_universe
 
 if TYPE_CHECKING:

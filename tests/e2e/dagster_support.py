@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from ib_pipeline.store import Store
+from ib_pipeline.storage.store import Store
 from ib_pipeline.universe import Universe
 
 if TYPE_CHECKING:

@@ -43,7 +43,7 @@ from typing import Any
 import httpx
 
 import ib_pipeline.storage.fs as fsmod
-import ib_pipeline.store as storemod
+import ib_pipeline.storage.store as storemod
 from ib_pipeline.clock import FixedClock
 from ib_pipeline.storage.paths import MANIFEST_SUFFIX
 

@@ -19,13 +19,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dagster_support import Pipeline
 
-from ib_pipeline.definitions import CheckOutcome, RunSummary, run_assets, summarize_run
+from assets.definitions import CheckOutcome, RunSummary, run_assets, summarize_run
+from assets.resources import IbkrClientResource
+from ib_pipeline.calendars import Session, calendar_for
 from ib_pipeline.ibkr import normalize
 from ib_pipeline.ibkr.client import IbkrClient
-from ib_pipeline.ibkr.raw import ResponseHook
+from ib_pipeline.ibkr.response import ResponseHook
 from ib_pipeline.ibkr.tables import HISTORY_BARS
-from ib_pipeline.resources import IbkrClientResource
-from ib_pipeline.sessions import Session, calendar_for
 from ib_pipeline.storage.datasets import dataset_spec
 
 if TYPE_CHECKING:

@@ -21,18 +21,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from assets.store_resource import WarehouseResource
+from assets.definitions import build_definitions, run_assets, summarize_run
+from assets.resources import IbkrClientResource, WarehouseResource
+from ib_pipeline.calendars import calendar_for
 from ib_pipeline.clock import Clock
-from ib_pipeline.definitions import build_definitions, run_assets, summarize_run
 from ib_pipeline.ibkr.tables import HISTORY_BARS
-from ib_pipeline.raw import RAW, SUFFIX, decompress
-from ib_pipeline.resources import IbkrClientResource
-from ib_pipeline.sessions import calendar_for
+from ib_pipeline.raw_zone import RAW, SUFFIX, decompress
 from ib_pipeline.storage.datasets import DATASETS
 from ib_pipeline.storage.fs import is_temp_name
 from ib_pipeline.storage.manifest import STATUS_MISSING, STATUS_OK, STATUS_STALE, Manifest
 from ib_pipeline.storage.paths import MANIFEST_SUFFIX
-from ib_pipeline.store import Store
+from ib_pipeline.storage.store import Store
 from ib_pipeline.universe import Universe, parse_universe
 from ib_pipeline.warehouse import CATALOG_FILE, DATASET_VIEWS, DERIVED_VIEWS, connect
 

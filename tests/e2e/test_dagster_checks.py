@@ -9,9 +9,9 @@ from datetime import UTC, date, datetime
 
 from dagster_support import Pipeline
 
-from ib_pipeline.definitions import run_assets, summarize_run
-from ib_pipeline.raw import RawZone
-from ib_pipeline.sessions import calendar_for
+from assets.definitions import run_assets, summarize_run
+from ib_pipeline.calendars import calendar_for
+from ib_pipeline.raw_zone import RawZone
 from ib_pipeline.simulator.bad_data import BadDataSpec, BadKind
 
 KEYS = ("2024-11-21", "2024-11-22")

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from ib_pipeline.demo import run_demo
-from ib_pipeline.pipeline_cli import backfill
+from assets.demo import run_demo
+from ib_pipeline.cli.pipeline import backfill
 
 if TYPE_CHECKING:
     from ib_pipeline.simulator import Simulator

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 from dagster_support import SMALL_UNIVERSE, Pipeline
 
-from ib_pipeline.definitions import build_definitions, run_assets, summarize_run
+from assets.definitions import build_definitions, run_assets, summarize_run
 from ib_pipeline.universe import UNIVERSE_ENV, UniverseError, load_universe, parse_universe
 
 if TYPE_CHECKING:

@@ -28,9 +28,9 @@ ASSETS = {
 def defs() -> dg.Definitions:
     if os.environ.get(UNIVERSE_ENV):
         pytest.fail(f"unset {UNIVERSE_ENV}: these tests check the packaged default universe")
-    from ib_pipeline.definitions import defs as loaded  # noqa: PLC0415 (after the env check)
+    from ib_pipeline.definitions import defs as entry  # noqa: PLC0415 (after the env check)
 
-    return loaded
+    return entry()
 
 
 def test_every_asset_and_check_is_defined(defs: dg.Definitions) -> None:
@@ -114,7 +114,7 @@ def test_instance_keeps_its_storage_local_and_runs_one_at_a_time(
 def test_a_failed_step_is_summarised_by_the_user_error_not_its_library_cause() -> None:
     """The error a run summary shows (backfill, demo) is the one the asset raised, which names
     the setting to change, not the lower-level error it was raised from."""
-    from ib_pipeline.definitions import summarize_run  # noqa: PLC0415
+    from assets.definitions import summarize_run  # noqa: PLC0415
 
     @dg.asset
     def broken() -> None:

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dagster_support import Pipeline
 
+from assets.definitions import build_definitions, run_assets, summarize_run
 from assets.progress import NullProgress
-from ib_pipeline.definitions import build_definitions, run_assets, summarize_run
+from ib_pipeline.calendars import calendar_for
 from ib_pipeline.ibkr.tables import HISTORY_BARS
-from ib_pipeline.sessions import calendar_for
 from ib_pipeline.storage.manifest import STATUS_OK
 
 SIM_NOW = datetime(2024, 11, 26, 18, 0, tzinfo=UTC)

@@ -12,9 +12,9 @@ import dagster as dg
 import pytest
 from dagster_support import Pipeline
 
+from assets.resources import IbkrClientResource
 from assets.schedules import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from assets.sensors import gateway_sensor
-from ib_pipeline.resources import IbkrClientResource
 
 if TYPE_CHECKING:
     from ib_pipeline.simulator import Simulator

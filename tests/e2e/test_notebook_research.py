@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from dagster_support import Pipeline
 
-from ib_pipeline.definitions import run_assets
+from assets.definitions import run_assets
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "research.ipynb"
 AAPL = 265598

@@ -40,7 +40,7 @@ from prove_fault_support import (
     window_ms,
 )
 
-from ib_pipeline.raw import RawZone
+from ib_pipeline.raw_zone import RawZone
 from ib_pipeline.simulator import Simulator
 from ib_pipeline.simulator.bad_data import BadDataSpec, BadKind
 

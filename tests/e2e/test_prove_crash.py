@@ -52,11 +52,11 @@ from prove_support import (
     view_counts_of_catalog,
 )
 
-from ib_pipeline.definitions import run_assets, summarize_run
-from ib_pipeline.raw import RAW
+from assets.definitions import run_assets, summarize_run
+from ib_pipeline.raw_zone import RAW
 from ib_pipeline.storage.fs import is_temp_name
 from ib_pipeline.storage.manifest import STATUS_OK
-from ib_pipeline.store import Store
+from ib_pipeline.storage.store import Store
 from ib_pipeline.warehouse import CATALOG_FILE, connect
 
 if TYPE_CHECKING:

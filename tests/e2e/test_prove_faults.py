@@ -43,8 +43,8 @@ from prove_fault_support import (
     write_report,
 )
 
+from assets.definitions import RunSummary
 from assets.progress import NullProgress
-from ib_pipeline.definitions import RunSummary
 from ib_pipeline.simulator import Simulator
 
 KEYS = ("2024-11-20", "2024-11-22")

@@ -35,14 +35,13 @@ from prove_support import (
     files_under,
 )
 
-from assets.store_resource import WarehouseResource
-from ib_pipeline.definitions import build_definitions, run_assets, summarize_run
+from assets.definitions import build_definitions, run_assets, summarize_run
+from assets.resources import IbkrClientResource, WarehouseResource
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.errors import IbkrError
 from ib_pipeline.ibkr.settings import ClientSettings, RetryPolicy
 from ib_pipeline.ibkr.sync import SyncIbkrClient
-from ib_pipeline.raw import SUFFIX, decompress
-from ib_pipeline.resources import IbkrClientResource
+from ib_pipeline.raw_zone import SUFFIX, decompress
 from ib_pipeline.warehouse import CATALOG_FILE
 
 if TYPE_CHECKING:

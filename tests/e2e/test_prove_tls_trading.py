@@ -34,9 +34,10 @@ from prove_support import (
     tree,
 )
 
+from assets.definitions import ibkr_resource_from_env, run_assets, summarize_run
+from assets.resources import IbkrClientResource
 from ib_pipeline.cli import main
 from ib_pipeline.clock import FixedClock
-from ib_pipeline.definitions import ibkr_resource_from_env, run_assets, summarize_run
 from ib_pipeline.ibkr.errors import (
     ConfigurationError,
     OrderConfirmationRefusedError,
@@ -44,8 +45,7 @@ from ib_pipeline.ibkr.errors import (
     TradingDisabledError,
 )
 from ib_pipeline.ibkr.orders import PlacedOrder
-from ib_pipeline.resources import IbkrClientResource
-from ib_pipeline.store import Store
+from ib_pipeline.storage.store import Store
 
 if TYPE_CHECKING:
     from ib_pipeline.simulator import Simulator

@@ -11,11 +11,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from ib_pipeline.calendars import CME_FUTURES, FOREX
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.errors import NoDataError
 from ib_pipeline.ibkr.history import HistoryRequest
 from ib_pipeline.ibkr.settings import ClientSettings, RetryPolicy
-from ib_pipeline.sessions import CME_FUTURES, FOREX
 from ib_pipeline.simulator import Simulator
 from ib_pipeline.simulator.instruments import UNIVERSE
 

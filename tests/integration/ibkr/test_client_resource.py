@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
+from assets.resources import IbkrClientResource
 from ib_pipeline.ibkr import normalize
 from ib_pipeline.ibkr.errors import ConfigurationError, NotAuthenticatedError
 from ib_pipeline.ibkr.sync import SyncIbkrClient
-from ib_pipeline.resources import IbkrClientResource
 from ib_pipeline.simulator import Simulator
 
 AAPL = 265598

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pytest
 from bar_builders import build_bars
 
+from ib_pipeline.calendars import US_EQUITY, TradingHours
 from ib_pipeline.clock import FixedClock
-from ib_pipeline.sessions import US_EQUITY, TradingHours
-from ib_pipeline.store import Store
+from ib_pipeline.storage.store import Store
 
 NOW = datetime(2024, 11, 28, 12, tzinfo=UTC)
 AAPL, MSFT, IBM = 265598, 272093, 8314

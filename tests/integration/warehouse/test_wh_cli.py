@@ -12,12 +12,12 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
+from ib_pipeline.calendars import US_EQUITY
+from ib_pipeline.cli.warehouse import COMMANDS, manifest, query, replay_command
 from ib_pipeline.clock import FixedClock
 from ib_pipeline.ibkr.tables import CONTRACTS
-from ib_pipeline.raw import RawZone
-from ib_pipeline.sessions import US_EQUITY
-from ib_pipeline.store import Store
-from ib_pipeline.warehouse_cli import COMMANDS, manifest, query, replay_command
+from ib_pipeline.raw_zone import RawZone
+from ib_pipeline.storage.store import Store
 
 AAPL = 265598
 NOW = datetime(2024, 11, 28, 12, tzinfo=UTC)

@@ -23,10 +23,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ib_pipeline.calendars import US_EQUITY
 from ib_pipeline.clock import FixedClock
-from ib_pipeline.sessions import US_EQUITY
 from ib_pipeline.storage.manifest import STATUS_OK, STATUS_STALE
-from ib_pipeline.store import Store
+from ib_pipeline.storage.store import Store
 from ib_pipeline.warehouse import connect
 
 NOW = datetime(2024, 11, 28, 12, tzinfo=UTC)
@@ -42,8 +42,8 @@ from datetime import UTC, datetime
 import pyarrow.parquet as pq
 import ib_pipeline.storage.fs as fsmod
 from ib_pipeline.clock import FixedClock
-from ib_pipeline.sessions import US_EQUITY
-from ib_pipeline.store import Store
+from ib_pipeline.calendars import US_EQUITY
+from ib_pipeline.storage.store import Store
 
 # A zygote: everything is imported once, then each request (root, kill step, batch file) is
 # served by a forked child that writes and is killed at that step. Nothing here has started a

@@ -22,19 +22,14 @@ import orjson
 import pyarrow as pa
 import pytest
 
+from ib_pipeline.calendars import US_EQUITY
 from ib_pipeline.clock import FixedClock
+from ib_pipeline.conversion import InstrumentInfo, contracts_resolver, to_batches
 from ib_pipeline.ibkr import endpoints as ep
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.settings import ClientSettings, PacingLimits, RetryPolicy
-from ib_pipeline.raw import RawZone
-from ib_pipeline.replay import (
-    InstrumentInfo,
-    ReplayError,
-    contracts_resolver,
-    replay,
-    to_batches,
-)
-from ib_pipeline.sessions import US_EQUITY
+from ib_pipeline.raw_zone import RawZone
+from ib_pipeline.replay import ReplayError, replay
 from ib_pipeline.simulator import PacingConfig, Simulator
 from ib_pipeline.simulator.bad_data import BadDataSpec, BadKind
 from ib_pipeline.simulator.history import (
@@ -45,7 +40,7 @@ from ib_pipeline.simulator.history import (
 from ib_pipeline.simulator.market import Market
 from ib_pipeline.storage.datasets import DATASETS
 from ib_pipeline.storage.manifest import iso_ms
-from ib_pipeline.store import Store
+from ib_pipeline.storage.store import Store
 from ib_pipeline.warehouse import connect
 
 AAPL, MSFT = 265598, 272093

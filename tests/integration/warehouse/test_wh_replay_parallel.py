@@ -24,17 +24,11 @@ import pyarrow as pa
 import pytest
 
 from ib_pipeline import replay as replay_module
+from ib_pipeline.calendars import US_EQUITY
 from ib_pipeline.clock import FixedClock
-from ib_pipeline.raw import RawZone
-from ib_pipeline.replay import (
-    InstrumentInfo,
-    ReplayError,
-    available_cpus,
-    replay,
-    replay_workers,
-    to_batches,
-)
-from ib_pipeline.sessions import US_EQUITY
+from ib_pipeline.conversion import InstrumentInfo, to_batches
+from ib_pipeline.raw_zone import RawZone
+from ib_pipeline.replay import ReplayError, available_cpus, replay, replay_workers
 from ib_pipeline.settings import REPLAY_WORKERS_ENV, WarehouseSettings
 from ib_pipeline.simulator.bad_data import BadDataSpec, BadKind
 from ib_pipeline.simulator.history import (
@@ -44,7 +38,7 @@ from ib_pipeline.simulator.history import (
 )
 from ib_pipeline.simulator.market import Market
 from ib_pipeline.storage.fs import is_temp_name
-from ib_pipeline.store import Batch, Store
+from ib_pipeline.storage.store import Batch, Store
 
 SIM_NOW = datetime(2024, 11, 26, 18, 0, tzinfo=UTC)
 CONIDS = (265598, 272093, 3691937, 4815747)  # AAPL, MSFT, AMZN, NVDA in the simulator

@@ -17,11 +17,11 @@ import orjson
 import pyarrow as pa
 import pytest
 
+from ib_pipeline.calendars import US_EQUITY
 from ib_pipeline.clock import FixedClock
 from ib_pipeline.ibkr.tables import CONTRACTS, POSITIONS, SNAPSHOT_QUOTES
-from ib_pipeline.sessions import US_EQUITY
 from ib_pipeline.storage.manifest import STATUS_MISSING, STATUS_OK, STATUS_STALE
-from ib_pipeline.store import Batch, Store
+from ib_pipeline.storage.store import Batch, Store
 from ib_pipeline.warehouse import CATALOG_FILE, DATASET_VIEWS, DERIVED_VIEWS, connect
 
 NOW = datetime(2024, 11, 28, 12, tzinfo=UTC)  # the clock of the `store` fixture

@@ -14,11 +14,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from ib_pipeline.calendars import US_EQUITY
 from ib_pipeline.clock import FixedClock
-from ib_pipeline.sessions import US_EQUITY
 from ib_pipeline.storage import listing
 from ib_pipeline.storage.parquet import to_parquet_bytes
-from ib_pipeline.store import Store
+from ib_pipeline.storage.store import Store
 from ib_pipeline.warehouse import DATASET_VIEWS, DERIVED_VIEWS, connect, refresh
 
 AAPL, MSFT, IBM = 265598, 272093, 8314

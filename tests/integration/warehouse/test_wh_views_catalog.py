@@ -14,10 +14,10 @@ import pyarrow as pa
 import pytest
 
 from ib_pipeline import warehouse
+from ib_pipeline.calendars import US_EQUITY
 from ib_pipeline.clock import FixedClock
-from ib_pipeline.sessions import US_EQUITY
 from ib_pipeline.storage import listing
-from ib_pipeline.store import Store
+from ib_pipeline.storage.store import Store
 from ib_pipeline.warehouse import CATALOG_FILE, CATALOG_SCHEMA, connect, read_catalog_state
 
 AAPL, MSFT = 265598, 272093

@@ -10,6 +10,7 @@ from typing import Any, cast
 import pyarrow as pa
 import pytest
 
+from ib_pipeline.calendars import US_EQUITY, bar_starts, calendar_for
 from ib_pipeline.ibkr.history import (
     HistoryRange,
     HistoryRequest,
@@ -18,8 +19,7 @@ from ib_pipeline.ibkr.history import (
     minimum_requests,
 )
 from ib_pipeline.ibkr.parsing import ms_of
-from ib_pipeline.ibkr.raw import RawResponse
-from ib_pipeline.sessions import US_EQUITY, bar_starts, calendar_for
+from ib_pipeline.ibkr.response import RawResponse
 from ib_pipeline.timeframes import parse_bar_size
 
 AAPL = 265598

@@ -22,9 +22,9 @@ from ib_pipeline.ibkr.errors import (
     excerpt,
     redact,
 )
-from ib_pipeline.ibkr.raw import RawResponse
+from ib_pipeline.ibkr.gateway_session import SessionKeeper, priming_asked_for
+from ib_pipeline.ibkr.response import RawResponse
 from ib_pipeline.ibkr.retry import Transient, call_with_retries, is_retryable, mark
-from ib_pipeline.ibkr.session import SessionKeeper, priming_asked_for
 from ib_pipeline.ibkr.settings import RetryPolicy
 
 BASE = "https://localhost:5000/v1/api"

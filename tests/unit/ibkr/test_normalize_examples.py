@@ -19,7 +19,7 @@ import pytest
 from ib_pipeline.ibkr import normalize
 from ib_pipeline.ibkr.errors import InvalidPayloadError, OrderRejectedError
 from ib_pipeline.ibkr.orders import _question, _single_answer
-from ib_pipeline.ibkr.raw import RawResponse
+from ib_pipeline.ibkr.response import RawResponse
 from ib_pipeline.ibkr.tables import SCHEMAS
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "spec" / "examples"

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime
 import pyarrow as pa
 
 from assets.verify import expected_bars, find_gaps
+from ib_pipeline.calendars import US_EQUITY, calendar_for
 from ib_pipeline.ibkr.tables import HISTORY_BARS
-from ib_pipeline.sessions import US_EQUITY, calendar_for
 from ib_pipeline.timeframes import parse_bar_size
 from ib_pipeline.universe import InstrumentConfig, ResolvedContract
 

@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pytest
 
+from ib_pipeline.calendars import bar_starts, month_bar_start_ms
 from ib_pipeline.clock import FixedClock
-from ib_pipeline.sessions import bar_starts, month_bar_start_ms
 from ib_pipeline.simulator.bars import Bars
 from ib_pipeline.simulator.epoch import to_ms
 from ib_pipeline.simulator.instruments import UNIVERSE, by_conid, by_symbol

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from ib_pipeline.calendars import CME_FUTURES, US_EQUITY
 from ib_pipeline.ibkr.tables import (
     ACCOUNT_SUMMARY,
     ACCOUNTS,
@@ -21,7 +22,6 @@ from ib_pipeline.ibkr.tables import (
     SNAPSHOT_QUOTES,
 )
 from ib_pipeline.schemas import ValidationContext, ValidationResult, validate
-from ib_pipeline.sessions import CME_FUTURES, US_EQUITY
 from ib_pipeline.storage.paths import SAFE_VALUE_PATTERN
 
 AAPL, MSFT, ES = 265598, 272093, 495512563

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ib_pipeline.raw import RawZone, decompress, endpoint_slug
+from ib_pipeline.raw_zone import RawZone, decompress, endpoint_slug
 from ib_pipeline.settings import WarehouseSettings, parse_flag
 
 FETCHED = datetime(2024, 11, 26, 18, 0, 0, 123000, tzinfo=UTC)

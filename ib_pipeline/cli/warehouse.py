@@ -24,7 +24,7 @@ from ib_pipeline.replay import ReplayError, replay
 from ib_pipeline.settings import WarehouseSettings
 from ib_pipeline.storage.datasets import DATASETS
 from ib_pipeline.storage.manifest import STATUS_OK, Manifest
-from ib_pipeline.store import Store
+from ib_pipeline.storage.store import Store
 
 _ROOT_HELP = (
     "Warehouse root: folder or fsspec URL (default: $IB_PIPELINE_WAREHOUSE or ./warehouse)."

@@ -35,7 +35,7 @@ from ib_pipeline.ibkr.errors import (
     ConfigurationError,
     NotAuthenticatedError,
 )
-from ib_pipeline.ibkr.raw import RawResponse
+from ib_pipeline.ibkr.response import RawResponse
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ mapped to the asset's partitions (session dates, months or years). Partitions al
 in the warehouse are skipped unless ``--refetch``. See `assets.backfill`.
 
 ``ib-pipeline demo`` (``make demo``) loads a week of data from the bundled simulator into
-``./warehouse`` and queries it. See `ib_pipeline.demo`.
+``./warehouse`` and queries it. See `assets.demo`.
 
 Both need a gateway: ``backfill`` the one at ``IB_PIPELINE_BASE_URL`` (default: the simulator
 on 127.0.0.1:5000, ``make sim``), ``demo`` starts its own simulator in-process.
@@ -83,6 +83,6 @@ def backfill(  # noqa: PLR0917 (click passes every option)
 @click.option("--ephemeral", is_flag=True, help="Do not record runs in the Dagster instance.")
 def demo(warehouse: str | None, ephemeral: bool) -> None:
     """Load a week of simulated market data, query it with DuckDB (what `make demo` runs)."""
-    from ib_pipeline.demo import run_demo  # noqa: PLC0415 (slow import)
+    from assets.demo import run_demo  # noqa: PLC0415 (slow import)
 
     sys.exit(run_demo(warehouse, ephemeral=ephemeral))

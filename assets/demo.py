@@ -28,10 +28,9 @@ from rich.console import Console
 from rich.table import Table
 
 from assets.backfill import open_instance
-from assets.store_resource import WarehouseResource
+from assets.definitions import RunSummary, build_definitions, run_assets, summarize_run
+from assets.resources import IbkrClientResource, WarehouseResource
 from ib_pipeline import warehouse as duck
-from ib_pipeline.definitions import RunSummary, build_definitions, run_assets, summarize_run
-from ib_pipeline.resources import IbkrClientResource
 from ib_pipeline.settings import WarehouseSettings
 from ib_pipeline.simulator import Simulator, SimulatorConfig
 from ib_pipeline.universe import DEFAULT_UNIVERSE_FILE, default_universe_text, parse_universe_text

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import click
 
-from ib_pipeline.pipeline_cli import backfill, demo
-from ib_pipeline.simulator.cli import sim
-from ib_pipeline.warehouse_cli import COMMANDS as WAREHOUSE_COMMANDS
+from ib_pipeline.cli.pipeline import backfill, demo
+from ib_pipeline.cli.simulator import sim
+from ib_pipeline.cli.warehouse import COMMANDS as WAREHOUSE_COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

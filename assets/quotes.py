@@ -23,15 +23,14 @@ from assets.checks import contract_check_spec, quarantine_check_spec, write_resu
 from assets.contract_lookup import resolved_contracts
 from assets.contracts import CONTRACTS_ASSET
 from assets.metadata import column_schema
-from assets.store_resource import WarehouseResource
+from assets.resources import IbkrClientResource, WarehouseResource
 from ib_pipeline.clock import Clock
 from ib_pipeline.ibkr import normalize
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.snapshots import DEFAULT_FIELDS
 from ib_pipeline.ibkr.tables import SNAPSHOT_QUOTES
-from ib_pipeline.resources import IbkrClientResource
 from ib_pipeline.storage.datasets import DATASETS
-from ib_pipeline.store import Store, WriteResult
+from ib_pipeline.storage.store import Store, WriteResult
 from ib_pipeline.universe import ResolvedContract, Universe
 
 QUOTES_ASSET = "quotes"

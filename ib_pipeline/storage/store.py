@@ -41,9 +41,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ib_pipeline import warehouse
+from ib_pipeline.calendars import TradingHours
 from ib_pipeline.clock import Clock, SystemClock
 from ib_pipeline.schemas import BATCH, ValidationContext, validate
-from ib_pipeline.sessions import TradingHours
 from ib_pipeline.settings import WarehouseSettings
 from ib_pipeline.storage import keys
 from ib_pipeline.storage.datasets import (

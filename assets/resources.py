@@ -1,4 +1,5 @@
-"""Dagster resources: how assets get an IBKR client without building HTTP clients themselves.
+"""Dagster resources: the IBKR client (`IbkrClientResource`) and the warehouse
+(`WarehouseResource`), so assets never build HTTP clients or pick folders themselves.
 
 `IbkrClientResource` holds the client's configuration (Dagster config, with secrets from
 ``dg.EnvVar``) and builds `IbkrClient`/`SyncIbkrClient` objects from it, so every asset talks
@@ -32,7 +33,7 @@ from pydantic import Field
 from ib_pipeline.clock import Clock
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.errors import ConfigurationError
-from ib_pipeline.ibkr.raw import ResponseHook
+from ib_pipeline.ibkr.response import ResponseHook
 from ib_pipeline.ibkr.settings import (
     DEFAULT_BASE_URL,
     DEFAULT_TOKEN_ENV,
@@ -43,6 +44,9 @@ from ib_pipeline.ibkr.settings import (
     Timeouts,
 )
 from ib_pipeline.ibkr.sync import SyncIbkrClient
+from ib_pipeline.raw_zone import RawZone
+from ib_pipeline.settings import DEFAULT_WAREHOUSE_ROOT, WarehouseSettings
+from ib_pipeline.storage.store import Store
 
 _PACING = PacingLimits()
 _RETRY = RetryPolicy()
@@ -130,7 +134,7 @@ class IbkrClientResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         self, *, on_response: ResponseHook | None = None, clock: Clock | None = None
     ) -> IbkrClient:
         """A new async client (not yet open): ``async with resource.get_client() as client``.
-        ``on_response`` lands raw payloads (see `ib_pipeline.ibkr.raw.ResponseHook`)."""
+        ``on_response`` lands raw payloads (see `ib_pipeline.ibkr.response.ResponseHook`)."""
         return IbkrClient(self.settings(), on_response=on_response, clock=clock)
 
     def get_sync_client(
@@ -138,3 +142,30 @@ class IbkrClientResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     ) -> SyncIbkrClient:
         """A new blocking client (not yet open): ``with resource.get_sync_client() as ib``."""
         return SyncIbkrClient(self.settings(), on_response=on_response, clock=clock)
+
+
+class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """A warehouse root (a folder or an fsspec URL) and whether the raw zone is kept."""
+
+    root: str = Field(
+        default=DEFAULT_WAREHOUSE_ROOT,
+        description="Warehouse root: a folder (./warehouse) or an fsspec URL (s3://bucket/wh).",
+    )
+    raw_zone: bool = Field(
+        default=True, description="Keep every API response under <root>/raw for replay."
+    )
+
+    @classmethod
+    def from_env(cls) -> WarehouseResource:
+        """The resource the environment describes (``IB_PIPELINE_WAREHOUSE``,
+        ``IB_PIPELINE_RAW_ZONE``)."""
+        settings = WarehouseSettings.from_env()
+        return cls(root=settings.root, raw_zone=settings.raw_zone)
+
+    def store(self, clock: Clock) -> Store:
+        """A store on the root whose validation and manifests use ``clock``."""
+        return Store(self.root, clock=clock)
+
+    def raw(self) -> RawZone:
+        """The raw zone of the root (a no-op hook when ``raw_zone`` is off)."""
+        return RawZone(self.root, enabled=self.raw_zone)
