@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_NATIVE_TLS := 1
 
-.PHONY: install test lint format demo bench sim clean
+.PHONY: install test test-under-load lint format demo bench sim clean
 
 install: $(VENV)/.synced
 
@@ -24,6 +24,10 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 test: install lint
 	$(BIN)/pytest -q
+
+# The timing-sensitive tests again, with every core kept busy by CPU burners (CI runs this too).
+test-under-load: install
+	$(BIN)/python tests/under_load.py -q -m timing
 
 lint: install
 	$(BIN)/ruff check ib_pipeline assets tests bench

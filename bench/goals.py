@@ -222,6 +222,12 @@ GOALS: Mapping[str, Sequence[Goal]] = {
         Goal("one symbol, last 5 days, via the views", "one_symbol_last_5_days_ms", "<=", 2,
              unit="ms", baseline=Baseline(_NATIVE, "one_symbol_last_5_days_native_ms")),
     ),
+    "cli_latency": (
+        Goal("ib-pipeline --help, wall time", "help_s", "<=", 0.5, unit="s"),
+        Goal("ib-pipeline query 'select 1', wall time", "query_s", "<=", 1.5, unit="s"),
+        Goal("--help vs bare interpreter start-up", "help_s", unit="s",
+             baseline=Baseline("python -c pass", "python_s")),
+    ),
     "dagster_backfill": (
         Goal("Dagster overhead per partition", "overhead_ms_per_partition", "<=", 30,
              unit="ms"),

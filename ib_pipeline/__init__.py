@@ -1,1 +1,57 @@
-"""ib-pipeline: a market-data warehouse loader for the Interactive Brokers Web API."""
+"""ib-pipeline: a market-data warehouse loader for the Interactive Brokers Web API.
+
+The public face, one import away and loaded on first use (so ``import ib_pipeline`` costs
+nothing and never imports Dagster)::
+
+    from ib_pipeline import connect, IbkrClient, SyncIbkrClient, ClientSettings, Simulator, Store
+
+- `connect`: a DuckDB connection with the warehouse's views (`ib_pipeline.warehouse`).
+- `IbkrClient` / `SyncIbkrClient` / `ClientSettings`: the paced, retried API client
+  (`ib_pipeline.ibkr`).
+- `Simulator`: the bundled gateway simulator (`ib_pipeline.simulator`).
+- `Store`: validated, partitioned Parquet writes (`ib_pipeline.storage.store`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ib_pipeline.ibkr.client import IbkrClient
+    from ib_pipeline.ibkr.settings import ClientSettings
+    from ib_pipeline.ibkr.sync import SyncIbkrClient
+    from ib_pipeline.simulator.runner import Simulator
+    from ib_pipeline.storage.store import Store
+    from ib_pipeline.warehouse import connect
+
+_EXPORTS: dict[str, str] = {
+    "connect": "ib_pipeline.warehouse",
+    "IbkrClient": "ib_pipeline.ibkr.client",
+    "SyncIbkrClient": "ib_pipeline.ibkr.sync",
+    "ClientSettings": "ib_pipeline.ibkr.settings",
+    "Simulator": "ib_pipeline.simulator.runner",
+    "Store": "ib_pipeline.storage.store",
+}
+
+__all__ = [
+    "ClientSettings",
+    "IbkrClient",
+    "Simulator",
+    "Store",
+    "SyncIbkrClient",
+    "connect",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ib_pipeline' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,9 +1,8 @@
-"""The warehouse's commands: ``ib-pipeline query``, ``ib-pipeline manifest``,
-``ib-pipeline replay``. `ib_pipeline.cli` registers them.
+"""The warehouse's commands: ``ib-pipeline query``, ``manifest`` and ``replay``.
 
-Why separate: the CLI module stays a thin assembly; these commands live beside the layer they
-drive. They only print and exit: errors become a one-line message and a non-zero exit status,
-never a traceback for a user mistake (bad SQL, unknown dataset, no raw records).
+They only print and exit: errors become a one-line message and a non-zero exit status, never a
+traceback for a user mistake (bad SQL, unknown dataset, no raw records). The store and replay
+(pandas, pandera) are imported inside the commands that need them, so ``query`` starts fast.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import csv
 import sys
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import duckdb
@@ -20,11 +19,12 @@ from rich.console import Console
 from rich.table import Table
 
 from ib_pipeline import warehouse
-from ib_pipeline.replay import ReplayError, replay
 from ib_pipeline.settings import WarehouseSettings
 from ib_pipeline.storage.datasets import DATASETS
 from ib_pipeline.storage.manifest import STATUS_OK, Manifest
-from ib_pipeline.storage.store import Store
+
+if TYPE_CHECKING:
+    from ib_pipeline.storage.store import Store
 
 _ROOT_HELP = (
     "Warehouse root: folder or fsspec URL (default: $IB_PIPELINE_WAREHOUSE or ./warehouse)."
@@ -38,6 +38,8 @@ def _root(value: str | None) -> str:
 def _store(value: str | None, *, catalog: bool = True) -> Store:
     """The store at ``value`` (or the default root); a root the store refuses (one DuckDB
     would read as a glob pattern) is a one-line error, not a traceback."""
+    from ib_pipeline.storage.store import Store  # noqa: PLC0415 (pandas: only when needed)
+
     try:
         return Store(_root(value), catalog=catalog)
     except ValueError as error:
@@ -201,6 +203,8 @@ def replay_command(
     root: str | None,
 ) -> None:
     """Rebuild DATASET's partitions from the raw zone alone (no API calls), replacing them."""
+    from ib_pipeline.replay import ReplayError, replay  # noqa: PLC0415 (pandas: only when needed)
+
     store = _store(root)
     try:
         result = replay(

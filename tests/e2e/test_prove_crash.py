@@ -52,7 +52,7 @@ from prove_support import (
     view_counts_of_catalog,
 )
 
-from assets.definitions import run_assets, summarize_run
+from assets.runs import run_assets, summarize_run
 from ib_pipeline.raw_zone import RAW
 from ib_pipeline.storage.fs import is_temp_name
 from ib_pipeline.storage.manifest import STATUS_OK
@@ -63,6 +63,8 @@ if TYPE_CHECKING:
     import dagster as dg
 
     from ib_pipeline.simulator import Simulator
+
+pytestmark = pytest.mark.timing
 
 CHILD = Path(__file__).with_name("prove_crash_child.py")
 PHASES = ("fetch", "validate", "write", "rename", "manifest")
@@ -176,6 +178,7 @@ def leftover_temp_files(root: Path) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 20 kills and heals: about a minute idle, several with cores busy
 def test_sigkill_at_twenty_moments_then_a_rerun_reaches_the_truth(crashes: Crashes) -> None:
     counts = crashes.counts
     assert all(counts[phase] >= KILLS_PER_PHASE for phase in PHASES), counts

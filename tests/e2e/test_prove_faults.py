@@ -43,9 +43,11 @@ from prove_fault_support import (
     write_report,
 )
 
-from assets.definitions import RunSummary
 from assets.progress import NullProgress
+from assets.runs import RunSummary
 from ib_pipeline.simulator import Simulator
+
+pytestmark = pytest.mark.timing
 
 KEYS = ("2024-11-20", "2024-11-22")
 """Three sessions (Wednesday to Friday) of every instrument, as one single-run backfill."""

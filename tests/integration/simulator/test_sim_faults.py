@@ -11,6 +11,8 @@ import pytest
 
 from ib_pipeline.simulator import FaultSpec, PacingConfig, Simulator
 
+pytestmark = pytest.mark.timing
+
 AAPL = 265598
 NO_PACING = PacingConfig(enabled=False)
 HISTORY: dict[str, str | int] = {"conid": AAPL, "period": "2d", "bar": "5min"}

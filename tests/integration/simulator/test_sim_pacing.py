@@ -17,6 +17,8 @@ import pytest
 from ib_pipeline.simulator import PacingConfig, Simulator
 from ib_pipeline.simulator.pacing import Limit, Pacer, TokenBucket
 
+pytestmark = pytest.mark.timing
+
 AAPL = 265598
 HISTORY: dict[str, str | int] = {"conid": AAPL, "period": "1d", "bar": "1h"}
 
