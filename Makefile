@@ -19,7 +19,7 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --locked --extra test --python $(PYTHON)
+	$(UV) sync --locked --extra test --extra research --python $(PYTHON)
 	touch $@
 
 test: install lint
