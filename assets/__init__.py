@@ -1,18 +1,14 @@
-"""Dagster asset definitions, one module per subject.
+"""Everything Dagster: assets by subject, checks, schedules, sensors, resources, definitions.
 
-What to fetch for a partition, and the Dagster side of it; the fetching, validating and storing
-are the library's (`ib_pipeline.ibkr`, `ib_pipeline.schemas`, `ib_pipeline.storage.store`). Modules:
+- subjects: `contracts`, `bars`, `quotes`, `portfolio` (accounts, positions, account
+  summaries), `orders`; the snapshot-style ones are built by `snapshot_factory`;
+- around them: `checks`, `schedules`, `sensors` and `gateway` (is the gateway up and logged
+  in), `partitions`, `resources`, `metadata`, `progress`;
+- composing and running: `definitions` (what ``workspace.yaml`` loads through
+  `ib_pipeline.definitions`), `runs` (one in-process run and its summary), `backfill` and
+  `demo` (the ``ib-pipeline`` commands' drivers);
+- without Dagster, for benchmarks and scripts: `bar_loader`, `bar_plan`, `contract_lookup`,
+  `verify`.
 
-- subjects: `contracts`, `bars`, `snapshots` (quotes), `portfolio` (accounts, positions,
-  account summaries), `orders`;
-- around them: `checks` (asset checks), `schedules`, `sensors` (the gateway sensor),
-  `partitions` (bars partitions matching the store), `store_resource` (the warehouse resource),
-  `metadata` (what materialisations report), `progress` (progress reporting), `backfill`
-  (the ``backfill`` command's runner);
-- without Dagster, so benchmarks and scripts can do the same work: `bar_loader` (load bars of
-  a set of partitions), `bar_plan` (ranges to fetch, partitions to skip), `contract_lookup`
-  (symbols to conids), `verify` (what the checks verify).
-
-`assets.definitions` composes them into the Definitions that ``workspace.yaml`` loads.
 Importing this package alone imports nothing.
 """

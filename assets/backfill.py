@@ -1,19 +1,17 @@
-"""Backfills driven from the command line: one run per asset over a range of partitions.
+"""Backfills from the command line (``ib-pipeline backfill``): one run per asset over a range.
 
-Why: years of history are loaded from a terminal more often than from the UI, and the person
-waiting wants progress and a verdict. `run_backfill` maps a date range to the asset's partition
-keys (session dates, months or years; weekends and holidays have none), materialises the range
-as ONE in-process Dagster run (the bars assets' single-run backfill policy), shows a rich
-progress bar fed by the assets (instrument ranges and requests done, bars/s, time left), and
-prints a summary of rows, requests, quarantine and checks.
+`run_backfill` maps a date range to the asset's partition keys, checks the gateway (one auth
+status call), materialises the range as ONE in-process Dagster run with a progress bar fed by
+the assets, and prints a summary of rows, requests, quarantine and checks. Whatever is wrong
+before a run (a bad range, no gateway, no login) raises one error whose message is one line
+(`BackfillError`, `GatewayUnavailableError`); a run's own failures are summarised, with
+Dagster's console logging silenced unless ``verbose``.
 
 Runs are recorded in the Dagster instance of ``DAGSTER_HOME``, else of ``./dagster.yaml`` (so
-``dagster dev`` shows them afterwards), else in a throw-away instance.
-
-`ib_pipeline.cli.pipeline` wraps this as ``ib-pipeline backfill``; it never fetches anything
-itself (the assets do).
+``dagster dev`` shows them afterwards), else in a throw-away instance. Never fetches data itself.
 """
 
+import asyncio
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -36,16 +34,25 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from assets.definitions import RunSummary, build_definitions, run_assets, summarize_run
-from assets.partitions import Granularity, keys_between
-from assets.resources import WarehouseResource
+from assets.contract_lookup import resolved_contracts
+from assets.definitions import build_definitions
+from assets.gateway import require_gateway
+from assets.resources import IbkrClientResource, WarehouseResource
+from assets.runs import RunSummary, run_assets, summarize_run
+from ib_pipeline.clock import SystemClock
+from ib_pipeline.storage.bar_periods import Granularity, keys_between
 from ib_pipeline.universe import Universe
 
 INSTANCE_CONFIG = "dagster.yaml"
 
+QUIET_LOG_LEVEL = "CRITICAL"
+"""Dagster's console logging of a backfill run: our summary names failures in one line each."""
+VERBOSE_LOG_LEVEL = "WARNING"
+"""With ``verbose``: Dagster's warnings and errors, tracebacks included."""
+
 
 class BackfillError(ValueError):
-    """The backfill request is invalid (unknown asset, empty or reversed range...)."""
+    """The backfill request is invalid (unknown asset, empty, reversed or out-of-range dates)."""
 
 
 class RichProgress:
@@ -78,6 +85,9 @@ class RichProgress:
 
 
 def progress_bar(console: Console) -> Progress:
+    """The live progress bar; off when the output is not a terminal (piped into a file or
+    another program), where redrawing would leave escape codes and half lines behind: the
+    summary table still says what the run did."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -88,6 +98,7 @@ def progress_bar(console: Console) -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
+        disable=not console.is_terminal,
     )
 
 
@@ -127,10 +138,15 @@ def partition_range(
         raise BackfillError(f"--start {start} is after --end {end}")
     fmt = getattr(partitions, "fmt", Granularity.SESSION.key_format)
     grain = {g.key_format: g for g in Granularity}.get(fmt, Granularity.SESSION)
-    keys = [k for k in keys_between(start, end, grain) if partitions.has_partition_key(k)]
+    existing = partitions.get_partition_keys()
+    span = f"{existing[0]} to {existing[-1]}" if existing else "none yet"
+    try:
+        keys = [k for k in keys_between(start, end, grain) if partitions.has_partition_key(k)]
+    except (OverflowError, ValueError):
+        raise BackfillError(
+            f"{start} .. {end} is outside {asset}'s partitions, which run from {span}"
+        ) from None
     if not keys:
-        existing = partitions.get_partition_keys()
-        span = f"{existing[0]} to {existing[-1]}" if existing else "none yet"
         raise BackfillError(
             f"{asset} has no partition between {start} and {end} (weekends and market "
             f"holidays have none); its partitions run from {span}"
@@ -169,8 +185,12 @@ def run_backfill(
     warehouse: str | None = None,
     ephemeral: bool = False,
     console: Console | None = None,
+    verbose: bool = False,
 ) -> list[BackfillOutcome]:
-    """One run per asset over [start, end], with progress and a summary per run."""
+    """One run per asset over [start, end], with progress and a summary per run.
+
+    Raises `BackfillError` for a bad request and `GatewayUnavailableError` when the gateway is
+    down or not logged in, before any run; ``verbose`` lets Dagster log to the console."""
     out = console if console is not None else Console(stderr=True)
     outcomes: list[BackfillOutcome] = []
     with progress_bar(out) as progress:
@@ -182,6 +202,14 @@ def run_backfill(
             (a, partition_range(definitions, a, start, end), refetch_config(a, refetch))
             for a in assets
         ]
+        ibkr = (definitions.resources or {}).get("ibkr")
+        store = (definitions.resources or {}).get("warehouse")
+        if isinstance(store, WarehouseResource):
+            store.store(SystemClock())  # a root no reader could query fails before any request
+        if isinstance(ibkr, IbkrClientResource):
+            require_gateway(ibkr)
+            if isinstance(store, WarehouseResource) and any(map(_needs_contracts, assets)):
+                require_contracts(ibkr, store, universe)
         with open_instance(ephemeral) as instance:
             for asset, keys, config in plan:
                 started = time.perf_counter()
@@ -192,7 +220,7 @@ def run_backfill(
                     partition_range=keys,
                     run_config=config,
                     raise_on_error=False,
-                    log_level="WARNING",
+                    log_level=VERBOSE_LOG_LEVEL if verbose else QUIET_LOG_LEVEL,
                 )
                 outcome = BackfillOutcome(
                     asset, keys, summarize_run(result), time.perf_counter() - started
@@ -200,6 +228,23 @@ def run_backfill(
                 print_summary(progress.console, outcome)
                 outcomes.append(outcome)
     return outcomes
+
+
+def _needs_contracts(asset: str) -> bool:
+    return asset in ("contracts", "quotes") or asset.startswith("bars_")
+
+
+def require_contracts(
+    ibkr: IbkrClientResource, store: WarehouseResource, universe: Universe
+) -> None:
+    """Resolve the universe's symbols before any run (searching only those not stored yet), so
+    that an unknown ticker is one `UniverseError` naming it, not a failed run."""
+
+    async def resolve() -> None:
+        async with ibkr.get_client() as client:
+            await resolved_contracts(client, store.store(SystemClock()), universe)
+
+    asyncio.run(resolve())
 
 
 def print_summary(console: Console, outcome: BackfillOutcome) -> None:
@@ -229,6 +274,8 @@ def print_summary(console: Console, outcome: BackfillOutcome) -> None:
     for check in summary.checks:
         if check.asset == asset:
             verdict = "passed" if check.passed else f"FAILED {_why(check.metadata)}"
+            if check.passed and "skipped" in check.metadata:
+                verdict = f"not judged: {check.metadata['skipped']}"
             rows.append((f"check {check.check}", verdict.strip()))
     for name, value in rows:
         table.add_row(name, value)

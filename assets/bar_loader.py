@@ -1,18 +1,16 @@
-"""Load the bars of a set of partitions: plan, fetch, validate, write, verify. No Dagster.
+"""Load the bars of a set of partitions: plan, fetch, validate, write, verify.
 
-Why apart from the asset: the same load must run inside Dagster (`assets.bars`) and outside it
-(the benchmark's baseline, scripts), so that "Dagster's overhead" is measured against exactly
-the same work. The asset adds only what is Dagster's: partitions, config, metadata and checks.
-
-One call (`load_bars`) does, for the partition keys of one run:
+Why apart from the asset: the same load runs inside Dagster (`assets.bars`) and outside it
+(the benchmark's baseline, scripts). One call (`load_bars`) does, for the keys of one run:
 
 1. resolve the universe's contracts (stored, or searched when missing);
 2. drop the partitions already complete in the store, unless ``refetch`` (`assets.bar_plan`);
-3. cut the rest into chunks of bounded size; per chunk, fetch every instrument's contiguous
-   ranges concurrently (the client paces and pages them), then write the chunk's partitions
-   (each replaced whole, atomically) through the store, which validates and quarantines;
-4. verify what the run stored: the contract again, on the rows read back, and the bars each
-   session implies (`assets.verify`), over every key of the run (skipped ones included).
+3. per chunk of keys, fetch every instrument's contiguous ranges concurrently; each range's
+   pages are landed in the raw zone with the range's window (`raw_zone.landing_meta`) and
+   turned into batches by `ib_pipeline.conversion.to_batches`, exactly as a replay of them
+   will be; the store replaces, in the chunk's partitions, only the fetched instruments'
+   rows in those windows (other instruments' bars stay);
+4. verify what the run stored (`assets.verify`), over every key of the run.
 
 It never builds an HTTP client (the caller hands one in) and never imports dagster.
 """
@@ -24,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -38,7 +35,6 @@ from assets.bar_plan import (
     sessions_in_keys,
 )
 from assets.contract_lookup import resolved_contracts
-from assets.partitions import Granularity, granularity, key_dates
 from assets.progress import LoadProgress, NullProgress
 from assets.verify import (
     ContractVerdict,
@@ -49,22 +45,18 @@ from assets.verify import (
     verify_manifests,
 )
 from ib_pipeline.calendars import TradingHours
+from ib_pipeline.conversion import InstrumentInfo, history_window_meta, to_batches, with_meta
 from ib_pipeline.ibkr.client import IbkrClient
-from ib_pipeline.storage.datasets import bar_folder, dataset_spec
-from ib_pipeline.storage.paths import Partition
+from ib_pipeline.raw_zone import landing_meta
+from ib_pipeline.storage.bar_periods import Granularity, granularity, partition_id
+from ib_pipeline.storage.datasets import dataset_spec
 from ib_pipeline.storage.store import Batch, Store, WriteResult
 from ib_pipeline.timeframes import BarSize
 from ib_pipeline.universe import ResolvedContract, Universe
 
 DATASET = "bars"
 
-
-def partition_id(bar: BarSize, key: str) -> str:
-    """The store's partition id of bars of ``bar`` for partition key ``key`` (the store names
-    the folder: ``session_date=``, ``session_month=`` or ``session_year=``)."""
-    first_day, _ = key_dates(key, granularity(bar))
-    folder = bar_folder(bar.label, np.datetime64(first_day, "D"))
-    return Partition.from_pairs(DATASET, (("bar_size", bar.label), folder)).id
+__all__ = ["BarsLoad", "load_bars", "partition_id", "verify_bars"]
 
 
 @dataclass
@@ -142,8 +134,9 @@ async def load_bars(
         for chunk, windows in zip(chunks, planned, strict=True):
             batches = await _fetch(client, windows, universe.outside_rth, load, sink)
             only = {partition_id(bar, key) for key in chunk}
-            # ``only`` keeps a replace from touching partitions outside the chunk (which would
-            # lose other instruments' rows); every fetched row must land in one of them.
+            # ``only``: partitions outside the chunk are never touched; every fetched row must
+            # land in one of the chunk's partitions (the loader's keys and the store's layout
+            # follow one rule, `storage.bar_periods`; this checks that the windows do too).
             written = store.load(DATASET, batches, run_id=run_id, mode="replace", only=only)
             fetched = sum(int(b.table.num_rows) for b in batches)
             landed = written.rows_valid + written.rows_quarantined + written.duplicates_collapsed
@@ -193,42 +186,31 @@ async def _fetch(
     load: BarsLoad,
     sink: LoadProgress,
 ) -> list[Batch]:
-    """Fetch every window concurrently (the client's pacer bounds what runs at once)."""
-    bar_label = load.asset.removeprefix("bars_")
+    """Fetch every window concurrently (the client's pacer bounds what runs at once); the
+    batches of each range's pages, in window order then page order."""
 
-    async def one(window: FetchWindow) -> Batch:
+    async def one(window: FetchWindow) -> list[Batch]:
         contract = window.contract
-        history = await client.history_range(
-            contract.conid,
-            bar_label,
-            window.start,
-            window.end,
-            outside_rth=outside_rth,
-            hours=contract.hours,
-        )
-        table = history.table(lot_size=contract.lot_size)
+        meta = history_window_meta(window.start, window.end)
+        with landing_meta(meta):  # the raw zone keeps the window for a replay
+            history = await client.history_range(
+                contract.conid,
+                load.asset.removeprefix("bars_"),
+                window.start,
+                window.end,
+                outside_rth=outside_rth,
+                hours=contract.hours,
+            )
+        info = InstrumentInfo(contract.hours, float(contract.lot_size))
+        batches = to_batches(DATASET, with_meta(history.pages, meta), lambda _conid: info)
         load.ranges += 1
-        load.bars_fetched += int(table.num_rows)
+        load.bars_fetched += sum(int(b.table.num_rows) for b in batches)
         load.bars_out_of_order += history.out_of_order
         sink.advance(ranges=1, requests=sum(client.stats.requests.values()), bars=load.bars_fetched)
-        return Batch(
-            table=table,
-            source={
-                "endpoint": "history",
-                "conid": contract.conid,
-                "symbol": contract.symbol,
-                "bar": bar_label,
-                "start": window.start.isoformat(),
-                "end": window.end.isoformat(),
-                "outside_rth": outside_rth,
-                "requests": len(history.pages),
-            },
-            window=(window.start, window.end),
-            hours={contract.conid: contract.hours},
-            outside_rth=outside_rth,
-        )
+        return batches
 
-    return list(await asyncio.gather(*(one(w) for w in windows)))
+    ranges = await asyncio.gather(*(one(w) for w in windows))
+    return [batch for batches in ranges for batch in batches]
 
 
 def _note_range(load: BarsLoad, batches: Sequence[Batch]) -> None:

@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from assets.partitions import Granularity, key_dates
 from ib_pipeline.calendars import Session, bar_starts, calendar_for
+from ib_pipeline.storage.bar_periods import Granularity, key_dates
 from ib_pipeline.storage.manifest import STATUS_OK, Manifest
 from ib_pipeline.timeframes import BarKind, BarSize
 from ib_pipeline.universe import ResolvedContract

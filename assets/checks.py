@@ -12,14 +12,16 @@ Each check answers one question and names what is wrong in its metadata:
   imply, half days included, up to the last completed bar; missing and extra bars are named by
   instrument, session and timestamp.
 - ``fresh`` (bars and quotes; separate checks that run after a materialisation or on demand):
-  the newest stored bar reaches the last completed session; the newest quote snapshot is recent.
+  the newest stored bar reaches the last completed session (judged only when the run loaded the
+  newest partition, or outside a run; a backfill of history passes, saying so); the newest quote
+  snapshot is recent.
 
 The first three are computed inside the asset that wrote the data (`assets.verify`); this module
 turns them into check results. Checks read the warehouse; they never call the gateway.
 """
 
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,9 +31,11 @@ import pyarrow.compute as pc
 
 from assets.metadata import load_metadata, markdown_table, time_range
 from assets.resources import WarehouseResource
+from assets.schedules import PARTITION_RANGE_END_TAG
 from assets.verify import ContractVerdict, Gap, verify_contract, verify_manifests
 from ib_pipeline.calendars import TradingHours, calendar_for
 from ib_pipeline.clock import Clock
+from ib_pipeline.storage.bar_periods import granularity, key_for_date
 from ib_pipeline.storage.datasets import dataset_spec
 from ib_pipeline.storage.store import Store, WriteResult
 from ib_pipeline.timeframes import BarSize
@@ -40,6 +44,9 @@ CONTRACT = "contract"
 QUARANTINE_EMPTY = "quarantine_empty"
 COMPLETE = "complete"
 FRESH = "fresh"
+
+PARTITION_TAG = "dagster/partition"
+"""The tag of a run of one partition (a range has `PARTITION_RANGE_END_TAG`)."""
 
 MAX_NAMED = 50
 """Rows, sessions or timestamps named per problem in check metadata (counts are complete)."""
@@ -173,14 +180,25 @@ def completeness_check_result(
 # --- freshness ---------------------------------------------------------------------------------
 
 
-def last_completed_session_close(hours: TradingHours, now: datetime) -> datetime | None:
-    """The regular close of the latest session of ``hours`` that closed by ``now``."""
+def last_completed_session(hours: TradingHours, now: datetime) -> tuple[date, datetime] | None:
+    """The date and regular close of the latest session of ``hours`` that closed by ``now``."""
     cal = calendar_for(hours)
     for day in reversed(cal.previous_session_dates((now + timedelta(days=1)).date(), 10)):
         close = cal.session(day).rth_close
         if close <= now:
-            return close
+            return day, close
     return None
+
+
+def last_completed_session_close(hours: TradingHours, now: datetime) -> datetime | None:
+    """The regular close of the latest session of ``hours`` that closed by ``now``."""
+    last = last_completed_session(hours, now)
+    return None if last is None else last[1]
+
+
+def run_last_partition(tags: Mapping[str, str]) -> str | None:
+    """The last partition a run materialised (its range end, or its one partition), if any."""
+    return tags.get(PARTITION_RANGE_END_TAG) or tags.get(PARTITION_TAG)
 
 
 def quotes_reference_time(hours: TradingHours, now: datetime) -> datetime:
@@ -219,12 +237,33 @@ def build_bars_freshness_check(
         description=f"The newest {bar.label} bar reaches the last completed {hours.calendar} "
         "session.",
     )
-    def _fresh(warehouse: WarehouseResource, clock: dg.ResourceParam[Clock]) -> dg.AssetCheckResult:
+    def _fresh(
+        context: dg.AssetCheckExecutionContext,
+        warehouse: WarehouseResource,
+        clock: dg.ResourceParam[Clock],
+    ) -> dg.AssetCheckResult:
         now = clock.now()
-        newest = _newest(warehouse.store(clock), "bars", f"bar_size={bar.label}/")
-        close = last_completed_session_close(hours, now)
-        if close is None:
+        last = last_completed_session(hours, now)
+        if last is None:
             return dg.AssetCheckResult(passed=True, metadata={"reason": "no completed session"})
+        session_date, close = last
+        newest_key = key_for_date(session_date, granularity(bar))
+        loaded = run_last_partition(context.run.tags)
+        if loaded is not None and loaded < newest_key:
+            # A backfill of history: staleness is a property of the newest partition only.
+            return dg.AssetCheckResult(
+                passed=True,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "skipped": dg.MetadataValue.text(
+                        f"judged on the newest partition ({newest_key}) only; this run loaded "
+                        f"partitions up to {loaded}"
+                    ),
+                    "newest_partition": dg.MetadataValue.text(newest_key),
+                    "run_last_partition": dg.MetadataValue.text(loaded),
+                },
+            )
+        newest = _newest(warehouse.store(clock), "bars", f"bar_size={bar.label}/")
         due = close - timedelta(seconds=bar.seconds if bar.is_intraday else 86_400)
         return dg.AssetCheckResult(
             passed=newest is not None and newest >= due,
@@ -232,6 +271,7 @@ def build_bars_freshness_check(
             metadata={
                 "newest_bar": dg.MetadataValue.text(newest.isoformat() if newest else "none"),
                 "due_at_least": dg.MetadataValue.text(due.isoformat()),
+                "newest_partition": dg.MetadataValue.text(newest_key),
                 "now": dg.MetadataValue.text(now.isoformat()),
             },
         )

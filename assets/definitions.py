@@ -1,30 +1,16 @@
-"""The Dagster definitions of ib-pipeline: what ``dagster dev`` (through ``workspace.yaml``) shows.
+"""The Dagster definitions of a universe: what ``dagster dev`` shows through the thin entry
+`ib_pipeline.definitions` (``workspace.yaml``).
 
-Everything is built from the universe file (`ib_pipeline.universe`; ``IB_PIPELINE_UNIVERSE``,
-or the packaged default that suits the simulator), so that what to ingest stays configuration:
-
-- assets (``assets/``): ``contracts``; one ``bars_<size>`` per configured bar size,
-  partitioned like the store; ``quotes``; ``accounts``, ``positions``, ``account_summary``;
-  ``orders``;
-- checks: ``contract`` (blocking), ``quarantine_empty``, ``complete`` on every asset that
-  loads, and ``fresh`` on bars and quotes;
-- schedules (all stopped by default) and the gateway sensor;
-- resources: ``ibkr`` (the client, configured from ``IB_PIPELINE_*`` variables; the default
-  base URL is the simulator on 127.0.0.1:5000, so run ``make sim`` beside ``dagster dev``),
-  ``warehouse`` (``IB_PIPELINE_WAREHOUSE``, default ``./warehouse``), ``clock`` (the wall
-  clock) and ``progress`` (silent; the ``backfill`` command plugs in a progress bar);
-- the in-process executor: one gateway session paces every request of a run, and the
-  multiprocess executor costs about a second per step on small machines.
-
-An invalid universe fails here, at load time, before any request, with a message naming the
-bad value. `build_definitions` builds the same objects for other universes and resources
-(tests, the demo, the backfill command).
+`build_definitions` composes the assets (contracts, one ``bars_<size>`` per bar size, quotes,
+the portfolio, orders), their checks, the schedules, the gateway sensor, the resources (from
+``IB_PIPELINE_*`` unless replaced) and the in-process executor (one gateway session paces every
+request of a run). Nothing here runs at import: an invalid universe or setting fails when the
+definitions are built, naming the bad value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import dagster as dg
@@ -37,12 +23,7 @@ from assets.portfolio import build_portfolio_assets
 from assets.progress import NullProgress
 from assets.quotes import QUOTES_ASSET, build_quotes_asset
 from assets.resources import IbkrClientResource, WarehouseResource
-from assets.schedules import (
-    PARTITION_RANGE_END_TAG,
-    PARTITION_RANGE_START_TAG,
-    build_schedules,
-    schedule_hours,
-)
+from assets.schedules import build_schedules, schedule_hours
 from assets.sensors import gateway_sensor
 from ib_pipeline.clock import SystemClock
 from ib_pipeline.ibkr.settings import ClientSettings
@@ -68,14 +49,18 @@ def ibkr_resource_from_env(environ: Mapping[str, str] | None = None) -> IbkrClie
     )
 
 
-def default_resources() -> dict[str, Any]:
-    """The resources of the definitions, from the environment."""
-    return {
-        "ibkr": ibkr_resource_from_env(),
-        "warehouse": WarehouseResource.from_env(),
-        "clock": SystemClock(),
-        "progress": NullProgress(),
-    }
+_DEFAULT_RESOURCES: dict[str, Callable[[], Any]] = {
+    "ibkr": ibkr_resource_from_env,
+    "warehouse": WarehouseResource.from_env,
+    "clock": SystemClock,
+    "progress": NullProgress,
+}
+
+
+def default_resources(replaced: Collection[str] = ()) -> dict[str, Any]:
+    """The resources of the definitions, from the environment, except those ``replaced`` (so
+    a bad ``IB_PIPELINE_*`` setting cannot break definitions that do not use it)."""
+    return {name: make() for name, make in _DEFAULT_RESOURCES.items() if name not in replaced}
 
 
 def build_definitions(
@@ -88,7 +73,7 @@ def build_definitions(
     bars = [(bar, build_bars_asset(bar, chosen)) for bar in chosen.bar_sizes]
     quotes = build_quotes_asset(chosen)
     portfolio = build_portfolio_assets(chosen)
-    orders = build_orders_asset()
+    orders = build_orders_asset(chosen)
     hours = schedule_hours(chosen)
     checks = [build_bars_freshness_check(bars_asset_name(bar), bar, hours) for bar, _ in bars]
     checks.append(build_quotes_freshness_check(QUOTES_ASSET, hours))
@@ -100,125 +85,6 @@ def build_definitions(
         asset_checks=checks,
         schedules=schedules,
         sensors=[gateway_sensor],
-        resources={**default_resources(), **(resources or {})},
+        resources={**default_resources(resources or {}), **(resources or {})},
         executor=dg.in_process_executor,
     )
-
-
-def run_assets(
-    definitions: dg.Definitions,
-    assets: Sequence[str],
-    *,
-    instance: dg.DagsterInstance | None = None,
-    partition_range: tuple[str, str] | None = None,
-    run_config: Mapping[str, Any] | None = None,
-    raise_on_error: bool = True,
-    log_level: str | None = None,
-) -> dg.ExecuteInProcessResult:
-    """Materialise ``assets`` of ``definitions`` in ONE in-process run, with their checks.
-
-    ``partition_range`` (first, last) selects a range of partitions (all selected assets must
-    share a partitioning); ``instance`` defaults to an ephemeral one; ``log_level`` sets
-    Dagster's console logging (``WARNING`` keeps a progress bar readable). This is what the
-    backfill and demo commands and the end-to-end tests run.
-    """
-    keys = [dg.AssetKey(name) for name in assets]
-    known = {key.to_user_string() for key in definitions.resolve_all_asset_keys()}
-    unknown = [name for name in assets if name not in known]
-    if unknown:
-        raise ValueError(
-            f"unknown asset(s) {', '.join(unknown)}; assets: {', '.join(sorted(known))}"
-        )
-    job = definitions.resolve_implicit_job_def_def_for_assets(keys)
-    if job is None:
-        raise ValueError(f"no job can run {', '.join(assets)} together")
-    tags: dict[str, str] = {}
-    if partition_range is not None:
-        tags = {
-            PARTITION_RANGE_START_TAG: partition_range[0],
-            PARTITION_RANGE_END_TAG: partition_range[1],
-        }
-    config: dict[str, Any] = dict(run_config) if run_config is not None else {}
-    if log_level is not None:
-        config["loggers"] = {"console": {"config": {"log_level": log_level}}}
-    return job.execute_in_process(
-        run_config=config or None,
-        instance=instance if instance is not None else dg.DagsterInstance.ephemeral(),
-        asset_selection=keys,
-        tags=tags,
-        raise_on_error=raise_on_error,
-    )
-
-
-@dataclass(frozen=True)
-class CheckOutcome:
-    asset: str
-    check: str
-    passed: bool
-    severity: str  # "ERROR" or "WARN"
-    metadata: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """What a run did, in plain values (for the CLI and the demo)."""
-
-    run_id: str
-    success: bool
-    materialized: dict[str, dict[str, Any]]  # asset -> metadata of its (last) materialisation
-    partitions: dict[str, int]  # asset -> partitions materialised
-    checks: list[CheckOutcome]
-    errors: list[str]
-
-    @property
-    def failed_checks(self) -> list[CheckOutcome]:
-        """Checks that failed with ERROR severity (a WARN, such as staleness after a
-        historical backfill, is reported but does not fail a command)."""
-        return [c for c in self.checks if not c.passed and c.severity == "ERROR"]
-
-
-def summarize_run(result: dg.ExecuteInProcessResult) -> RunSummary:
-    """The `RunSummary` of an in-process run."""
-    materialized: dict[str, dict[str, Any]] = {}
-    partitions: dict[str, int] = {}
-    for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
-        name = materialization.asset_key.to_user_string()
-        materialized[name] = {k: v.value for k, v in materialization.metadata.items()}
-        partitions[name] = partitions.get(name, 0) + 1
-    checks = [
-        CheckOutcome(
-            evaluation.asset_key.to_user_string(),
-            evaluation.check_name,
-            evaluation.passed,
-            evaluation.severity.value,
-            {k: v.value for k, v in evaluation.metadata.items()},
-        )
-        for evaluation in result.get_asset_check_evaluations()
-    ]
-    errors = []
-    for event in result.get_step_failure_events():
-        data = event.step_failure_data
-        if data.error is not None:
-            errors.append(f"{event.step_key}: {_root_message(data.error)}")
-    return RunSummary(
-        run_id=result.run_id,
-        success=result.success,
-        materialized=materialized,
-        partitions=partitions,
-        checks=checks,
-        errors=errors,
-    )
-
-
-def _root_message(error: Any) -> str:
-    """The outermost user error of a Dagster error chain (the one that names the problem):
-    Dagster's own wrappers are skipped, but not the user error's causes, which are the
-    libraries' lower-level errors (an ``httpcore.ConnectError`` under a
-    `TlsVerificationError` that says which setting to change)."""
-    current = error
-    while getattr(current, "cause", None) is not None and str(
-        getattr(current, "cls_name", "")
-    ).startswith("Dagster"):
-        current = current.cause
-    return str(getattr(current, "message", current)).strip()

@@ -28,8 +28,9 @@ from rich.console import Console
 from rich.table import Table
 
 from assets.backfill import open_instance
-from assets.definitions import RunSummary, build_definitions, run_assets, summarize_run
+from assets.definitions import build_definitions
 from assets.resources import IbkrClientResource, WarehouseResource
+from assets.runs import RunSummary, run_assets, summarize_run
 from ib_pipeline import warehouse as duck
 from ib_pipeline.settings import WarehouseSettings
 from ib_pipeline.simulator import Simulator, SimulatorConfig

@@ -1,12 +1,10 @@
 """Partitions of the bars assets, matching the store's layout one to one.
 
 Why: a Dagster partition must be exactly one store partition, so that "materialise partition X"
-rewrites exactly the file ``bars/bar_size=.../period=X`` and the UI's partition status is the
-warehouse's. The store files bars by period (`ib_pipeline.storage.datasets.bar_period`):
-
-- bars shorter than an hour: the trading-session date (``2024-11-26``);
-- 1h-8h bars: the session month (``2024-11``);
-- daily, weekly and monthly bars: the year (``2024``).
+rewrites exactly the file ``bars/bar_size=.../session_date=X`` (or ``session_month``,
+``session_year``) and the UI's partition status is the warehouse's. The rule (bar size ->
+session date, month or year; key <-> dates) is the library's, `ib_pipeline.storage.bar_periods`,
+re-exported here for the schedules and the backfill runner.
 
 Session-date partitions are weekdays minus the days on which no instrument of the universe has
 a session (a US-only universe skips NYSE holidays; a universe with a forex pair keeps them, since
@@ -14,87 +12,46 @@ forex trades). Each partition key is a session date in every instrument's own ca
 session that opens the evening before, or an extended-hours session past midnight UTC, still
 belongs to the partition of its session date.
 
-Partition keys are also what the schedules request, so the mapping between a key and the dates
-it covers lives here (`Granularity`, `key_dates`). This module never fetches or writes.
+This module never fetches or writes.
 """
 
 from __future__ import annotations
 
-import calendar
 from datetime import date, datetime, timedelta
-from enum import Enum
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
 from ib_pipeline.calendars import calendar_for
-from ib_pipeline.timeframes import BarKind, BarSize
+from ib_pipeline.storage.bar_periods import (
+    Granularity,
+    granularity,
+    key_dates,
+    key_for_date,
+    keys_between,
+)
+from ib_pipeline.timeframes import BarSize
 from ib_pipeline.universe import Universe
+
+__all__ = [
+    "PARTITION_TIMEZONE",
+    "Granularity",
+    "bars_partitions_def",
+    "granularity",
+    "key_dates",
+    "key_for_date",
+    "keys_between",
+    "keys_in_range",
+    "monthly_partitions_def",
+    "non_session_weekdays",
+    "session_partitions_def",
+    "yearly_partitions_def",
+]
 
 PARTITION_TIMEZONE = "America/New_York"
 """The zone partition windows and schedules are expressed in (the US market's)."""
 
 _TZ = ZoneInfo(PARTITION_TIMEZONE)
-
-
-class Granularity(Enum):
-    """How much time one bars partition covers."""
-
-    SESSION = "session"
-    MONTH = "month"
-    YEAR = "year"
-
-    @property
-    def key_format(self) -> str:
-        return {"session": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[self.value]
-
-
-def granularity(bar: BarSize) -> Granularity:
-    """The partition size of ``bar`` (same rule as the store's ``bar_period``)."""
-    if bar.kind is BarKind.INTRADAY and bar.minutes < 60:
-        return Granularity.SESSION
-    if bar.kind is BarKind.INTRADAY:
-        return Granularity.MONTH
-    return Granularity.YEAR
-
-
-def key_for_date(day: date, grain: Granularity) -> str:
-    """The partition key holding session date ``day``."""
-    return day.strftime(grain.key_format)
-
-
-def key_dates(key: str, grain: Granularity) -> tuple[date, date]:
-    """First and last calendar date (inclusive) a partition key covers."""
-    try:
-        if grain is Granularity.SESSION:
-            day = date.fromisoformat(key)
-            return day, day
-        if grain is Granularity.MONTH:
-            first = datetime.strptime(key, "%Y-%m").date()
-            last_day = calendar.monthrange(first.year, first.month)[1]
-            return first, first.replace(day=last_day)
-        year = int(key) if len(key) == 4 and key.isdigit() else -1
-        if year < 1:
-            raise ValueError
-        return date(year, 1, 1), date(year, 12, 31)
-    except ValueError:
-        example = {"session": "2024-11-26", "month": "2024-11", "year": "2024"}[grain.value]
-        raise ValueError(
-            f"invalid {grain.value} partition key {key!r}; expected a key such as {example}"
-        ) from None
-
-
-def keys_between(first: date, last: date, grain: Granularity) -> list[str]:
-    """Keys of every period overlapping [first, last] (sessions: every weekday)."""
-    keys: list[str] = []
-    day = first
-    while day <= last:
-        key = key_for_date(day, grain)
-        weekday = grain is not Granularity.SESSION or day.weekday() < 5
-        if weekday and (not keys or keys[-1] != key):
-            keys.append(key)
-        day += timedelta(days=1)
-    return keys
 
 
 def non_session_weekdays(universe: Universe, until: date | None = None) -> list[date]:

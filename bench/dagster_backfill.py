@@ -43,9 +43,10 @@ import pyarrow as pa
 
 from assets.bar_loader import load_bars
 from assets.contract_lookup import search_instruments
-from assets.definitions import build_definitions, run_assets, summarize_run
+from assets.definitions import build_definitions
 from assets.partitions import bars_partitions_def
 from assets.resources import IbkrClientResource, WarehouseResource
+from assets.runs import run_assets, summarize_run
 from ib_pipeline.simulator import PacingConfig, Simulator, SimulatorConfig
 from ib_pipeline.simulator.instruments import UNIVERSE as SIM_UNIVERSE
 from ib_pipeline.storage.store import Store

@@ -66,6 +66,58 @@ CME_FUTURES = TradingHours(
 )
 FOREX = TradingHours(name="FOREX", calendar="24/5", timezone="UTC")
 
+IBKR_EXCHANGE_CALENDARS: dict[str, str] = {
+    "NYSE": "XNYS",
+    "NASDAQ": "XNYS",
+    "ARCA": "XNYS",
+    "AMEX": "XNYS",
+    "BATS": "XNYS",
+    "CME": "CMES",
+    "GLOBEX": "CMES",
+    "IDEALPRO": "24/5",
+    "IBIS": "XETR",  # Xetra (Deutsche Boerse)
+    "LSE": "XLON",  # London Stock Exchange
+    "TSEJ": "XTKS",  # Tokyo Stock Exchange (IBKR's "TSE" is Toronto)
+    "SEHK": "XHKG",  # Hong Kong
+    "ASX": "XASX",  # Australian Securities Exchange
+    "TSE": "XTSE",  # Toronto Stock Exchange
+}
+"""The one table from IBKR's exchange codes to `exchange_calendars` calendar names. ``SMART`` is
+IBKR's router, not a venue, so it has no calendar of its own (a US stock routed SMART follows its
+listing exchange)."""
+
+_NON_US_EQUITY_TIMEZONES: dict[str, str] = {
+    "IBIS": "Europe/Berlin",
+    "LSE": "Europe/London",
+    "TSEJ": "Asia/Tokyo",
+    "SEHK": "Asia/Hong_Kong",
+    "ASX": "Australia/Sydney",
+    "TSE": "America/Toronto",
+}
+
+NON_US_EQUITY: dict[str, TradingHours] = {
+    code: TradingHours(
+        name=f"{code}_EQUITY",
+        calendar=IBKR_EXCHANGE_CALENDARS[code],
+        timezone=zone,
+    )
+    for code, zone in _NON_US_EQUITY_TIMEZONES.items()
+}
+"""Stocks on IBKR's non-US venues, keyed by IBKR exchange code: the calendar's own open and close
+are the regular hours, in the exchange's time zone, with its lunch break where it has one (Tokyo,
+Hong Kong); no extended hours are modelled, so ``outsideRth`` changes nothing there."""
+
+
+def calendar_name_for_exchange(exchange: str) -> str:
+    """The `exchange_calendars` name of an IBKR exchange code (``TSEJ`` -> ``XTKS``); ValueError
+    naming the code and the known ones otherwise."""
+    try:
+        return IBKR_EXCHANGE_CALENDARS[exchange.strip().upper()]
+    except KeyError:
+        known = ", ".join(IBKR_EXCHANGE_CALENDARS)
+        raise ValueError(f"no exchange calendar known for {exchange!r}; known: {known}") from None
+
+
 _EXCHANGE_HOURS: dict[tuple[str, str], TradingHours] = {
     **{
         (sec, ex): US_EQUITY
@@ -75,6 +127,7 @@ _EXCHANGE_HOURS: dict[tuple[str, str], TradingHours] = {
     ("FUT", "CME"): CME_FUTURES,
     ("FUT", "GLOBEX"): CME_FUTURES,
     ("CASH", "IDEALPRO"): FOREX,
+    **{(sec, code): hours for sec in ("STK", "ETF") for code, hours in NON_US_EQUITY.items()},
 }
 
 
@@ -100,6 +153,9 @@ class Session:
     ext_close: datetime
     utc_offset_minutes: int  # of the exchange's time zone at the regular open
     early_close: bool
+    # A midday break (Tokyo, Hong Kong): no bars in [break_start, break_end). None: no break.
+    break_start: datetime | None = None
+    break_end: datetime | None = None
 
     def bounds(self, outside_rth: bool) -> tuple[datetime, datetime]:
         """Start (inclusive) and end (exclusive) of the session's bars."""
@@ -113,7 +169,17 @@ class Session:
 
     def minutes(self, outside_rth: bool) -> int:
         start, end = self.bounds_ms(outside_rth)
-        return (end - start) // MS_PER_MINUTE
+        return (end - start) // MS_PER_MINUTE - self.break_minutes()
+
+    def break_bounds_ms(self) -> tuple[int, int] | None:
+        """Start (inclusive) and end (exclusive) of the midday break, or None without one."""
+        if self.break_start is None or self.break_end is None:
+            return None
+        return _to_ms(self.break_start), _to_ms(self.break_end)
+
+    def break_minutes(self) -> int:
+        bounds = self.break_bounds_ms()
+        return 0 if bounds is None else (bounds[1] - bounds[0]) // MS_PER_MINUTE
 
 
 def _to_ms(value: datetime) -> int:
@@ -130,6 +196,8 @@ class SessionCalendar:
         self._dates: npt.NDArray[np.datetime64] = schedule[0]
         self._open_ms: npt.NDArray[np.int64] = schedule[1]
         self._close_ms: npt.NDArray[np.int64] = schedule[2]
+        self._break_start_ms: npt.NDArray[np.int64] | None = schedule[3]
+        self._break_end_ms: npt.NDArray[np.int64] | None = schedule[4]
         self._regular_close_local = _usual_close_local(self._close_ms, self._tz)
         self._session_cache: dict[date, Session] = {}
 
@@ -205,6 +273,7 @@ class SessionCalendar:
         ext_end_time = hours.early_close_extended_end if early_close else hours.extended_end
         ext_close = cal_close if ext_end_time is None else self._local(day, ext_end_time)
         offset = rth_open.astimezone(self._tz).utcoffset()
+        break_start, break_end = self._break(index)
         return Session(
             date=day,
             rth_open=rth_open,
@@ -213,16 +282,38 @@ class SessionCalendar:
             ext_close=max(ext_close, rth_close),
             utc_offset_minutes=int(offset.total_seconds() // 60) if offset else 0,
             early_close=early_close,
+            break_start=break_start,
+            break_end=break_end,
         )
+
+    def _break(self, index: int) -> tuple[datetime | None, datetime | None]:
+        starts, ends = self._break_start_ms, self._break_end_ms
+        if starts is None or ends is None:
+            return None, None
+        start, end = int(starts[index]), int(ends[index])
+        if _NAT_MS in (start, end) or end <= start:
+            return None, None
+        return datetime.fromtimestamp(start / 1000, UTC), datetime.fromtimestamp(end / 1000, UTC)
 
     def _local(self, day: date, at: time) -> datetime:
         return datetime.combine(day, at, tzinfo=self._tz).astimezone(UTC)
 
 
+_NAT_MS = int(np.datetime64("NaT").astype("datetime64[ms]").astype(np.int64))
+
+
 @functools.cache
 def _load_schedule(
     calendar_name: str,
-) -> tuple[npt.NDArray[np.datetime64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+) -> tuple[
+    npt.NDArray[np.datetime64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64] | None,
+    npt.NDArray[np.int64] | None,
+]:
+    """Dates, open and close (epoch ms) of every session, and the midday break's start and end
+    (epoch ms, NaT where a session has none; None when the calendar has no break at all)."""
     import exchange_calendars as xcals  # noqa: PLC0415  (lazy: importing it costs ~0.5 s)
 
     cal = xcals.get_calendar(calendar_name, start=CALENDAR_START)
@@ -230,7 +321,13 @@ def _load_schedule(
     dates = schedule.index.values.astype("datetime64[D]")
     open_ms = schedule["open"].values.astype("datetime64[ms]").astype(np.int64)
     close_ms = schedule["close"].values.astype("datetime64[ms]").astype(np.int64)
-    return dates, open_ms, close_ms
+    breaks: list[npt.NDArray[np.int64] | None] = [None, None]
+    if "break_start" in schedule and bool(schedule["break_start"].notna().any()):
+        breaks = [
+            schedule[column].values.astype("datetime64[ms]").astype(np.int64)
+            for column in ("break_start", "break_end")
+        ]
+    return dates, open_ms, close_ms, breaks[0], breaks[1]
 
 
 def _usual_close_local(close_ms: npt.NDArray[np.int64], tz: ZoneInfo) -> time:
@@ -256,7 +353,11 @@ def calendar_for(hours: TradingHours) -> SessionCalendar:
 def minute_starts(session: Session, outside_rth: bool) -> npt.NDArray[np.int64]:
     """Epoch-ms start of every one-minute bar in the session."""
     start, end = session.bounds_ms(outside_rth)
-    return np.arange(start, end, MS_PER_MINUTE, dtype=np.int64)
+    minutes = np.arange(start, end, MS_PER_MINUTE, dtype=np.int64)
+    pause = session.break_bounds_ms()
+    if pause is not None:
+        minutes = minutes[(minutes < pause[0]) | (minutes >= pause[1])]
+    return minutes
 
 
 def intraday_bucket_keys(

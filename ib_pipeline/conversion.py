@@ -5,9 +5,14 @@ for byte. Live loads (the assets, with the client's `RawResponse`) and replays (
 `RawRecord`) both call `to_batches`, so there is nothing to keep in step.
 
 Conventions:
-- ``history`` -> bars: conid, bar size and ``outsideRth`` come from the request params; the
-  lot size and trading hours from the instrument (`Resolver`: by default the warehouse's
-  ``contracts`` dataset: security type and listing exchanges).
+- ``history`` -> bars, one batch per answer (page): conid, bar size and ``outsideRth`` come
+  from the request params; the lot size and trading hours from the instrument (`Resolver`:
+  by default the warehouse's ``contracts`` dataset: security type and listing exchanges). A
+  page the bar loader fetched for a range carries the range's window [start, end) in its
+  ``meta`` (`history_window_meta`; the raw zone lands it): bars outside it at times a session
+  covers belong to other partitions and are dropped (the over-fetched tail of a first page);
+  bars at times no session covers are kept for the store to quarantine. A time repeated
+  across pages: the store keeps the later page's row (the gateway's pages do not overlap).
 - ``snapshot`` -> quotes: only answers in which every requested conid delivered fields are
   used (pre-flight and partial polls are kept in the raw zone but not loaded); ``as_of`` is
   the answer's fetch time; entries are normalised per lot size.
@@ -23,18 +28,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 
 from ib_pipeline.calendars import TradingHours, trading_hours_for
 from ib_pipeline.ibkr import normalize
 from ib_pipeline.ibkr.errors import InvalidPayloadError
+from ib_pipeline.ibkr.history import placeable
 from ib_pipeline.ibkr.normalize import US_STOCK_LOT_SIZE
+from ib_pipeline.raw_zone import RawRecord
 from ib_pipeline.storage.datasets import dataset_spec
 from ib_pipeline.storage.manifest import iso_ms
 from ib_pipeline.storage.store import Batch
+from ib_pipeline.timeframes import BarSize, parse_bar_size
 
 
 class Response(Protocol):
@@ -76,6 +85,41 @@ ENDPOINTS: dict[str, str] = {
 """The endpoint (client name, raw-zone folder) each dataset is built from."""
 
 LOT_SIZED_SEC_TYPES = frozenset({"STK", "ETF"})
+
+WINDOW = "window"
+"""The ``meta`` key of a history page's range window: ``{"start": iso, "end": iso}``."""
+
+
+def history_window_meta(start: datetime, end: datetime) -> dict[str, Any]:
+    """The ``meta`` of the history pages of the range [start, end): land them with it
+    (`raw_zone.landing_meta`) and convert them with it (`with_meta`)."""
+    return {WINDOW: {"start": _iso(start), "end": _iso(end)}}
+
+
+def with_meta(responses: Iterable[Response], meta: Mapping[str, Any]) -> list[RawRecord]:
+    """``responses`` carrying ``meta``, as the raw zone gives them back to a replay."""
+    return [
+        RawRecord(r.endpoint, r.params, r.payload, r.fetched_at, meta=dict(meta)) for r in responses
+    ]
+
+
+def _iso(moment: datetime) -> str:
+    return iso_ms(round(moment.timestamp() * 1000))
+
+
+def _window(response: Response) -> tuple[datetime, datetime] | None:
+    meta = getattr(response, "meta", None) or {}
+    value = meta.get(WINDOW)
+    if value is None:
+        return None
+    try:
+        start, end = (
+            datetime.fromisoformat(str(value[k]).replace("Z", "+00:00")).astimezone(UTC)
+            for k in ("start", "end")
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise InvalidPayloadError(f"history: bad window {value!r} in meta: {error}") from None
+    return start, end
 
 
 def instrument_info(sec_type: str | None, exchanges: str | None, conid: int) -> InstrumentInfo:
@@ -120,6 +164,9 @@ def _source(response: Response) -> dict[str, Any]:
         "params": dict(response.params),
         "fetched_at": iso_ms(round(response.fetched_at.timestamp() * 1000)),
     }
+    meta = getattr(response, "meta", None)
+    if meta:
+        source["meta"] = dict(meta)
     path = getattr(response, "path", "")
     if path:
         source["raw"] = path
@@ -144,18 +191,40 @@ def _bars(responses: Sequence[Response], resolve: Resolver | None) -> list[Batch
     batches = []
     for response in responses:
         conid = int(_param(response, "conid"))
+        bar = parse_bar_size(str(_param(response, "bar")))
         info = resolve(conid)
         table = normalize.history_bars(
-            response.payload,
-            conid=conid,
-            bar_size=str(_param(response, "bar")),
-            lot_size=info.lot_size,
+            response.payload, conid=conid, bar_size=bar.label, lot_size=info.lot_size
         )
+        window = _window(response)
+        if window is not None:
+            table = _inside(table, window, bar, info.hours)
         outside = _flag(response.params.get("outsideRth", False))
         batches.append(
-            Batch(table, _source(response), hours={conid: info.hours}, outside_rth=outside)
+            Batch(
+                table,
+                _source(response),
+                window=window,
+                hours={conid: info.hours},
+                outside_rth=outside,
+            )
         )
     return batches
+
+
+def _inside(
+    table: pa.Table, window: tuple[datetime, datetime], bar: BarSize, hours: TradingHours
+) -> pa.Table:
+    """``table`` without the bars outside ``window`` at times a session covers (they belong to
+    other partitions); a bar no session covers stays, for the store to quarantine."""
+    stamps = np.asarray(table.column("ts").cast(pa.int64()).to_numpy(), dtype=np.int64)
+    start, end = (round(t.timestamp() * 1000) for t in window)
+    outside = (stamps < start) | (stamps >= end)
+    if not outside.any():
+        return table
+    keep = ~outside
+    keep[outside] = ~placeable(stamps[outside], bar, hours)
+    return table.filter(pa.array(keep))
 
 
 def _complete_snapshot(response: Response) -> bool:

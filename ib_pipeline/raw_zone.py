@@ -25,11 +25,13 @@ normalises and never calls the API.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -49,6 +51,22 @@ COMPRESSION = "zstd"
 
 _SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _NAME_RE = re.compile(r"^(\d{8}T\d{9}Z)-([0-9a-f]{16})\.json\.zst$")
+
+
+_LANDING_META: ContextVar[Mapping[str, Any]] = ContextVar("raw_zone_landing_meta")
+
+
+@contextlib.contextmanager
+def landing_meta(meta: Mapping[str, Any]) -> Iterator[None]:
+    """Responses the hook (`RawZone.__call__`) lands inside this block carry ``meta``: what the
+    caller asked for beyond the request's params (the bar loader: a history range's window),
+    so that a replay converts them as the live load did. Scoped to the current task (a
+    context variable): concurrent ranges each land their own."""
+    token = _LANDING_META.set(dict(meta))
+    try:
+        yield
+    finally:
+        _LANDING_META.reset(token)
 
 
 def endpoint_slug(endpoint: str) -> str:
@@ -143,8 +161,9 @@ class RawZone:
         payload: Any,
         fetched_at: datetime,
     ) -> None:
-        """The client's ``on_response(endpoint, request_params, payload, fetched_at)`` hook."""
-        self.land(endpoint, request_params, payload, fetched_at)
+        """The client's ``on_response(endpoint, request_params, payload, fetched_at)`` hook; the
+        record's ``meta`` is that of the enclosing `landing_meta` block, if any."""
+        self.land(endpoint, request_params, payload, fetched_at, meta=_LANDING_META.get({}))
 
     def land(
         self,

@@ -1,9 +1,17 @@
 """Project-wide settings read from the environment, with their defaults in one place.
 
-Settings are explicit frozen objects built once (``WarehouseSettings.from_env()``) and handed to
-the code that needs them; nothing deeper in the library reads ``os.environ`` on its own. This
-module must never import the heavy layers (pyarrow, duckdb, dagster): the CLI imports it to
-print its help.
+Settings are explicit frozen objects built once (``WarehouseSettings.from_env()``,
+``ClientSettings.from_env()``) and handed to the code that needs them; nothing deeper in the
+library reads ``os.environ`` on its own.
+
+One rule for every ``IB_PIPELINE_*`` variable (`environment_value`): an empty value, or one of
+spaces only, means unset (the default applies); any other value is stripped and must parse, or
+the error names the variable, the value and what it expects. The variables are declared once,
+with their types, in the pydantic-settings models of `ib_pipeline.environment`.
+
+This module must stay cheap to import (the CLI imports it to print its help): it never imports
+pydantic-settings (~0.3 s) or the heavy layers (pyarrow, duckdb, dagster) at module level;
+`WarehouseSettings.from_env` imports the models only when one of its variables is set.
 
 Settings
 --------
@@ -12,13 +20,13 @@ Settings
     directory) or any fsspec URL (``s3://bucket/warehouse``, ``memory://wh`` in tests). Every
     dataset, the quarantine, the raw zone and the DuckDB catalog live under it.
 ``IB_PIPELINE_RAW_ZONE``
-    ``1``/``true``/``on`` (default) keeps every API response the loader uses as compressed
-    JSON under ``<root>/raw`` so partitions can be rebuilt without calling IBKR again;
-    ``0``/``false``/``off`` turns it off.
+    On (default) keeps every API response the loader uses as compressed JSON under
+    ``<root>/raw`` so partitions can be rebuilt without calling IBKR again; ``0``/``false``/
+    ``off`` turns it off.
 ``IB_PIPELINE_REPLAY_WORKERS``
     Processes that read and normalise raw records during a replay (`ib_pipeline.replay`):
-    a positive integer; default (unset or empty) the CPUs this process may run on; ``1`` replays
-    in the calling process alone.
+    a positive integer; default the CPUs this process may run on; ``1`` replays in the calling
+    process alone.
 """
 
 from __future__ import annotations
@@ -27,34 +35,33 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+ENV_PREFIX = "IB_PIPELINE_"
+"""The prefix of every variable the pipeline reads (the access token's variable aside)."""
+
 DEFAULT_WAREHOUSE_ROOT = "./warehouse"
 WAREHOUSE_ENV = "IB_PIPELINE_WAREHOUSE"
 RAW_ZONE_ENV = "IB_PIPELINE_RAW_ZONE"
 REPLAY_WORKERS_ENV = "IB_PIPELINE_REPLAY_WORKERS"
+_WAREHOUSE_VARIABLES = (WAREHOUSE_ENV, RAW_ZONE_ENV, REPLAY_WORKERS_ENV)
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
+
+def environment_value(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The value of variable ``name`` in ``environ`` (default ``os.environ``), stripped; None
+    when it is unset, empty or spaces only. The one rule every ``IB_PIPELINE_*`` variable
+    follows."""
+    value = (os.environ if environ is None else environ).get(name)
+    if value is None or not value.strip():
+        return None
+    return value.strip()
 
 
 def parse_flag(name: str, text: str) -> bool:
-    """Read an on/off setting; anything but the usual spellings is an error naming the setting."""
-    value = text.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{name}={text!r} is not an on/off value; use one of {sorted(_TRUE | _FALSE)}")
+    """``text`` read as an on/off value, spelled as every ``IB_PIPELINE_*`` flag may be
+    (``1``/``0``, ``true``/``false``, ``yes``/``no``, ``on``/``off``); ValueError naming
+    ``name`` otherwise."""
+    from ib_pipeline.environment import read_flag  # noqa: PLC0415 (slow import)
 
-
-def parse_positive_int(name: str, text: str) -> int:
-    """Read a count setting; anything but a positive integer is an error naming the setting."""
-    try:
-        value = int(text.strip())
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{name}={text!r} is not a positive integer")
-    return value
+    return read_flag(name, text)
 
 
 @dataclass(frozen=True)
@@ -68,12 +75,14 @@ class WarehouseSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WarehouseSettings:
-        env = os.environ if environ is None else environ
-        root = env.get(WAREHOUSE_ENV, "").strip() or DEFAULT_WAREHOUSE_ROOT
-        raw_text = env.get(RAW_ZONE_ENV)
-        raw_zone = (
-            True if raw_text is None or not raw_text.strip() else parse_flag(RAW_ZONE_ENV, raw_text)
-        )
-        workers_text = env.get(REPLAY_WORKERS_ENV, "").strip()
-        workers = parse_positive_int(REPLAY_WORKERS_ENV, workers_text) if workers_text else None
-        return cls(root=root, raw_zone=raw_zone, replay_workers=workers)
+        """Settings from the ``IB_PIPELINE_*`` variables of ``environ`` (default
+        ``os.environ``); unset or empty ones keep the defaults, a bad value raises ValueError
+        naming the variable and what it expects."""
+        if all(environment_value(name, environ) is None for name in _WAREHOUSE_VARIABLES):
+            return cls()  # nothing set: the defaults, without importing pydantic-settings
+        from ib_pipeline.environment import WarehouseEnvironment  # noqa: PLC0415 (slow import)
+
+        given = WarehouseEnvironment.read(environ, ValueError).given()
+        if "warehouse" in given:
+            given["root"] = given.pop("warehouse")
+        return cls(**given)

@@ -5,37 +5,57 @@ security type and exchange, the bar sizes to keep, where history starts (and opt
 and which accounts to snapshot. The Dagster definitions build one bars asset per configured bar
 size and one partition set per partitioning from it, so the UI always shows what the file says.
 
-The file is found through ``IB_PIPELINE_UNIVERSE`` (a path); without it the packaged
-``universe_default.yaml`` is used, which suits the bundled simulator.
+The file is found through ``IB_PIPELINE_UNIVERSE`` (a path; empty means unset, as for every
+``IB_PIPELINE_*`` variable); without it the packaged ``universe_default.yaml`` is used, which
+suits the bundled simulator.
 
 Validation happens in two steps:
 
-1. `load_universe` / `parse_universe` check everything that can be checked offline, before any
-   request: unknown keys, unknown bar sizes, unknown security types and exchanges, dates (start
-   after end, before the calendars start), duplicates, and every symbol or account id that
-   could escape a path or a SQL string (``/``, ``..``, quotes, ``;``, spaces in account ids).
+1. The file is a pydantic model (`Universe`, holding `InstrumentConfig` entries) that refuses
+   unknown keys and checks everything that can be checked offline, before any request: unknown
+   bar sizes, security types and exchanges, dates (start after end, before the calendars
+   start), duplicates, and every symbol or account id that could escape a path or a SQL string
+   (``/``, ``..``, quotes, ``;``, spaces in account ids).
 2. `resolve_contract` and `resolve_accounts` check what only the gateway knows: a symbol its
    contract search does not find, an account it does not list.
 
-Every error is a `UniverseError` naming the offending value, where it was found, and the
-valid choices. This module never makes requests and never imports dagster.
+Every error is a `UniverseError` naming the offending value, where it was found (such as
+``instruments[2]``), and the valid choices. This module never makes requests and never imports
+dagster.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Self
 
 import pyarrow as pa
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    InstanceOf,
+    PlainSerializer,
+    PrivateAttr,
+    Strict,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 from ib_pipeline.calendars import CALENDAR_START, TradingHours, trading_hours_for
+from ib_pipeline.settings import environment_value
 from ib_pipeline.timeframes import BAR_SIZES, BarSize, parse_bar_size
 
 UNIVERSE_ENV = "IB_PIPELINE_UNIVERSE"
@@ -60,21 +80,115 @@ ACCOUNT_PATTERN = r"^[A-Za-z0-9]{2,32}$"
 _SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 _ACCOUNT_RE = re.compile(ACCOUNT_PATTERN)
 
-_TOP_KEYS = ("instruments", "bar_sizes", "history_start", "history_end", "accounts", "outside_rth")
-_INSTRUMENT_KEYS = ("symbol", "sec_type", "exchange")
-
 
 class UniverseError(ValueError):
     """The universe configuration is invalid; the message names the value and the choices."""
 
 
-@dataclass(frozen=True)
-class InstrumentConfig:
-    """One configured instrument: a symbol of a security type on an exchange."""
+# --- single values: the checks the models and the gateway answers share -----------------------
 
-    symbol: str
-    sec_type: str
-    exchange: str
+
+def _symbol(symbol: Any) -> str:
+    if not isinstance(symbol, str) or not symbol.strip():
+        raise ValueError(f"symbol must be a non-empty string, got {symbol!r}")
+    text = symbol.strip().upper()
+    if ".." in text or _SYMBOL_RE.match(text) is None:
+        raise ValueError(
+            f"invalid symbol {symbol!r}: a symbol is 1-24 upper-case letters, digits, "
+            "'.', '-' or inner spaces (such as AAPL, EUR.USD, BRK B), without '/', '..', "
+            "quotes or ';'"
+        )
+    return text
+
+
+def _account(account: Any) -> str:
+    if not isinstance(account, str) or _ACCOUNT_RE.match(account) is None:
+        raise ValueError(
+            f"invalid account id {account!r}: an account id is 2-32 letters and "
+            "digits (such as U1234567 or DU1234567)"
+        )
+    return account
+
+
+def check_symbol(symbol: Any, where: str) -> str:
+    """``symbol`` upper-cased if it is a plausible symbol; `UniverseError` naming it otherwise."""
+    try:
+        return _symbol(symbol)
+    except ValueError as error:
+        raise UniverseError(f"{where}: {error}") from None
+
+
+def check_account(account: Any, where: str) -> str:
+    """``account`` if it is a plausible account id; `UniverseError` naming it otherwise."""
+    try:
+        return _account(account)
+    except ValueError as error:
+        raise UniverseError(f"{where}: {error}") from None
+
+
+def _bar_size(label: Any) -> BarSize:
+    return label if isinstance(label, BarSize) else parse_bar_size(label)
+
+
+def _iso_date(value: Any) -> Any:
+    """A date from its ISO text; anything else is left for the strict date check to refuse."""
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
+# --- the file, as models -------------------------------------------------------------------
+
+
+class InstrumentConfig(BaseModel):
+    """One configured instrument: a symbol of a security type on an exchange.
+
+    Built from a mapping of the universe file, or directly, positionally too:
+    ``InstrumentConfig("AAPL", "STK", "NASDAQ")``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    symbol: str = Field(description="a symbol such as AAPL")
+    sec_type: str = Field("STK", description=f"one of {', '.join(SEC_TYPES)}")
+    exchange: str = Field(description="an exchange such as NASDAQ")
+
+    def __init__(self, *args: Any, **data: Any) -> None:
+        data.update(zip(("symbol", "sec_type", "exchange"), args, strict=False))
+        super().__init__(**data)
+
+    @field_validator("symbol", mode="before")
+    @classmethod
+    def _known_symbol(cls, symbol: Any) -> str:
+        return _symbol(symbol)
+
+    @field_validator("sec_type", mode="before")
+    @classmethod
+    def _known_sec_type(cls, sec_type: Any, info: ValidationInfo) -> str:
+        if isinstance(sec_type, str) and sec_type.strip().upper() in SEC_TYPES:
+            return sec_type.strip().upper()
+        raise ValueError(
+            f"unknown sec_type {sec_type!r}{_for(info)}; valid security types: "
+            f"{', '.join(SEC_TYPES)}"
+        )
+
+    @field_validator("exchange", mode="before")
+    @classmethod
+    def _exchange(cls, exchange: Any, info: ValidationInfo) -> str:
+        if not isinstance(exchange, str) or not exchange.strip():
+            raise ValueError(f"exchange is required{_for(info)} (such as NASDAQ)")
+        return exchange.strip().upper()
+
+    @model_validator(mode="after")
+    def _known_exchange(self) -> Self:
+        try:
+            trading_hours_for(self.sec_type, self.exchange)
+        except ValueError as error:
+            raise ValueError(f"unknown exchange for {self.symbol}: {error}") from None
+        return self
 
     @property
     def trading_hours(self) -> TradingHours:
@@ -91,39 +205,108 @@ class InstrumentConfig:
         return f"{self.symbol} ({self.sec_type} on {self.exchange})"
 
 
-@dataclass(frozen=True)
-class Universe:
-    """A validated universe. ``accounts`` empty means every account the gateway lists;
-    ``history_end`` None means up to the present."""
+def _for(info: ValidationInfo) -> str:
+    """`` for AAPL`` when the symbol of the instrument being checked is known."""
+    symbol = info.data.get("symbol")
+    return f" for {symbol}" if symbol else ""
 
-    instruments: tuple[InstrumentConfig, ...]
-    bar_sizes: tuple[BarSize, ...]
-    history_start: date
-    history_end: date | None = None
-    accounts: tuple[str, ...] = ()
-    outside_rth: bool = False
-    source: str = "<memory>"
 
-    def __post_init__(self) -> None:
-        if not self.instruments:
-            raise UniverseError(f"{self.source}: the universe lists no instruments")
-        if not self.bar_sizes:
-            raise UniverseError(
-                f"{self.source}: the universe lists no bar sizes; valid bar sizes: "
-                f"{', '.join(BAR_SIZES)}"
+def _once_each(instruments: tuple[InstrumentConfig, ...]) -> tuple[InstrumentConfig, ...]:
+    seen: dict[tuple[str, str], int] = {}
+    for index, item in enumerate(instruments):
+        key = (item.symbol, item.sec_type)
+        if key in seen:
+            raise ValueError(
+                f"instruments[{index}]: {item.symbol} ({item.sec_type}) is listed twice "
+                f"(also instruments[{seen[key]}])"
             )
+        seen[key] = index
+    return instruments
+
+
+def _ordered_bar_sizes(sizes: tuple[BarSize, ...]) -> tuple[BarSize, ...]:
+    for index, size in enumerate(sizes):
+        if size in sizes[:index]:
+            raise ValueError(f"bar size {size.label!r} is listed twice")
+    order = list(BAR_SIZES)
+    return tuple(sorted(sizes, key=lambda s: order.index(s.label)))
+
+
+def _accounts_once(accounts: tuple[str, ...]) -> tuple[str, ...]:
+    duplicates = sorted({a for a in accounts if accounts.count(a) > 1})
+    if duplicates:
+        raise ValueError(f"account(s) listed twice: {', '.join(duplicates)}")
+    return accounts
+
+
+_Date = Annotated[date, Strict(), BeforeValidator(_iso_date)]
+
+
+class Universe(BaseModel):
+    """A validated universe: the universe file's keys are exactly these fields.
+
+    ``accounts`` empty means every account the gateway lists; ``history_end`` None means up to
+    the present; ``source`` (not a key of the file) says where it was read from. Built by
+    `parse_universe`, or directly (``Universe(instruments=(...), bar_sizes=(...),
+    history_start=date(...))``); an invalid value raises `UniverseError` either way.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instruments: Annotated[tuple[InstrumentConfig, ...], AfterValidator(_once_each)] = Field(
+        min_length=1, description="a non-empty list of {symbol, sec_type, exchange} mappings"
+    )
+    bar_sizes: Annotated[
+        tuple[
+            Annotated[
+                InstanceOf[BarSize],
+                BeforeValidator(_bar_size),
+                PlainSerializer(lambda size: size.label),
+            ],
+            ...,
+        ],
+        AfterValidator(_ordered_bar_sizes),
+    ] = Field(
+        min_length=1,
+        description=f"a non-empty list of bar sizes; valid bar sizes: {', '.join(BAR_SIZES)}",
+    )
+    history_start: _Date = Field(description="a date such as 2024-01-02")
+    history_end: _Date | None = Field(None, description="a date such as 2024-12-31, or absent")
+    accounts: Annotated[
+        tuple[Annotated[str, BeforeValidator(_account)], ...],
+        BeforeValidator(lambda value: () if value is None else value),
+        AfterValidator(_accounts_once),
+    ] = Field((), description="a list of account ids")
+    outside_rth: StrictBool = Field(False, description="true or false")
+
+    _source: str = PrivateAttr("<memory>")
+
+    def __init__(self, *, source: str = "<memory>", **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as invalid:
+            raise UniverseError(_describe(invalid, source)) from None
+        self._source = source
+
+    @model_validator(mode="after")
+    def _history_range(self) -> Self:
+        start = self.history_start.isoformat()
         if self.history_end is not None and self.history_start > self.history_end:
-            raise UniverseError(
-                f"{self.source}: history_start {self.history_start.isoformat()} is after "
-                f"history_end {self.history_end.isoformat()}; the start must not be later "
-                "than the end"
+            raise ValueError(
+                f"history_start {start} is after history_end {self.history_end.isoformat()}; "
+                "the start must not be later than the end"
             )
-        calendar_start = date.fromisoformat(CALENDAR_START)
-        if self.history_start < calendar_start:
-            raise UniverseError(
-                f"{self.source}: history_start {self.history_start.isoformat()} is before "
-                f"{CALENDAR_START}, where the exchange calendars start"
+        if self.history_start < date.fromisoformat(CALENDAR_START):
+            raise ValueError(
+                f"history_start {start} is before {CALENDAR_START}, where the exchange "
+                "calendars start"
             )
+        return self
+
+    @property
+    def source(self) -> str:
+        """Where the universe was read from (a path, ``<universe_default.yaml>``, ...)."""
+        return self._source
 
     @property
     def trading_hours(self) -> tuple[TradingHours, ...]:
@@ -134,6 +317,79 @@ class Universe:
         return tuple(seen)
 
 
+# --- pydantic's errors, as one message -----------------------------------------------------
+
+
+def _describe(invalid: ValidationError, source: str) -> str:
+    """One message for every problem: where it is, the value, and what is valid."""
+    unknown: dict[tuple[int | str, ...], list[str]] = {}
+    problems: list[str] = []
+    errors = invalid.errors(include_url=False)
+    for problem in errors:
+        loc = problem["loc"]
+        if problem["type"] == "too_short" and any(_inside(e["loc"], loc) for e in errors):
+            continue  # "not 0 items after validation": the items' own errors say why
+        if problem["type"] == "extra_forbidden":
+            unknown.setdefault(loc[:-1], []).append(str(loc[-1]))
+        else:
+            problems.append(_problem(problem))
+    first = [_unknown_keys(parent, keys) for parent, keys in unknown.items()]
+    return f"{source}: " + "; ".join([*first, *problems])
+
+
+def _problem(problem: ErrorDetails) -> str:
+    loc = problem["loc"]
+    field = loc[-1] if loc and isinstance(loc[-1], str) else None
+    where = _where(loc[:-1] if field is not None else loc)
+    value = problem["input"]
+    if problem["type"] in ("value_error", "assertion_error"):
+        message = str(problem.get("ctx", {}).get("error", problem["msg"]))
+    elif problem["type"] in ("model_type", "model_attributes_type"):
+        keys = ", ".join(InstrumentConfig.model_fields)
+        message = f"expected a mapping with keys {keys}, got {value!r}"
+    elif field is not None:
+        info = _model_at(loc[:-1]).model_fields.get(field)
+        expects = info.description if info is not None else problem["msg"]
+        message = (
+            f"{field} is required{_of(value)} ({expects})"
+            if problem["type"] == "missing"
+            else f"{field} must be {expects}, got {value!r}"
+        )
+    else:
+        message = f"{problem['msg']}, got {value!r}"
+    return f"{where}: {message}" if where else message
+
+
+def _inside(loc: tuple[int | str, ...], parent: tuple[int | str, ...]) -> bool:
+    return len(loc) > len(parent) and loc[: len(parent)] == parent
+
+
+def _unknown_keys(parent: tuple[int | str, ...], keys: list[str]) -> str:
+    where = _where(parent)
+    message = (
+        f"unknown key(s) {', '.join(map(repr, keys))}; valid keys: "
+        f"{', '.join(_model_at(parent).model_fields)}"
+    )
+    return f"{where}: {message}" if where else message
+
+
+def _model_at(parent: tuple[int | str, ...]) -> type[BaseModel]:
+    return InstrumentConfig if parent else Universe
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """``instruments[2]`` for the location ``("instruments", 2)``."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+
+
+def _of(document: Any) -> str:
+    symbol = document.get("symbol") if isinstance(document, Mapping) else None
+    return f" for {symbol}" if isinstance(symbol, str) and symbol else ""
+
+
+# --- reading the file ----------------------------------------------------------------------
+
+
 def default_universe_text() -> str:
     """The packaged default universe file's text."""
     return resources.files("ib_pipeline").joinpath(DEFAULT_UNIVERSE_FILE).read_text("utf-8")
@@ -141,9 +397,8 @@ def default_universe_text() -> str:
 
 def universe_path(environ: Mapping[str, str] | None = None) -> Path | None:
     """The universe file named by ``IB_PIPELINE_UNIVERSE``, or None for the packaged default."""
-    env = os.environ if environ is None else environ
-    text = env.get(UNIVERSE_ENV, "").strip()
-    return Path(text) if text else None
+    text = environment_value(UNIVERSE_ENV, environ)
+    return Path(text) if text is not None else None
 
 
 def load_universe(
@@ -175,146 +430,13 @@ def parse_universe(document: Any, *, source: str = "<memory>") -> Universe:
     """Validate a decoded universe document (a mapping as in ``universe_default.yaml``)."""
     if not isinstance(document, Mapping):
         raise UniverseError(
-            f"{source}: a universe must be a mapping with keys {', '.join(_TOP_KEYS)}, "
-            f"got {type(document).__name__}"
+            f"{source}: a universe must be a mapping with keys "
+            f"{', '.join(Universe.model_fields)}, got {type(document).__name__}"
         )
-    _reject_unknown_keys(document, _TOP_KEYS, source)
-    instruments = _instruments(document.get("instruments"), source)
-    bar_sizes = _bar_sizes(document.get("bar_sizes"), source)
-    if "history_start" not in document:
-        raise UniverseError(f"{source}: history_start is required (a date such as 2024-01-02)")
-    start = _date(document["history_start"], "history_start", source)
-    end_value = document.get("history_end")
-    end = None if end_value is None else _date(end_value, "history_end", source)
-    accounts = _accounts(document.get("accounts"), source)
-    outside_rth = document.get("outside_rth", False)
-    if not isinstance(outside_rth, bool):
-        raise UniverseError(f"{source}: outside_rth must be true or false, got {outside_rth!r}")
-    return Universe(
-        instruments=instruments,
-        bar_sizes=bar_sizes,
-        history_start=start,
-        history_end=end,
-        accounts=accounts,
-        outside_rth=outside_rth,
-        source=source,
-    )
-
-
-def check_symbol(symbol: Any, where: str) -> str:
-    """``symbol`` upper-cased if it is a plausible symbol; `UniverseError` naming it otherwise."""
-    if not isinstance(symbol, str) or not symbol.strip():
-        raise UniverseError(f"{where}: symbol must be a non-empty string, got {symbol!r}")
-    text = symbol.strip().upper()
-    if ".." in text or _SYMBOL_RE.match(text) is None:
-        raise UniverseError(
-            f"{where}: invalid symbol {symbol!r}: a symbol is 1-24 upper-case letters, digits, "
-            "'.', '-' or inner spaces (such as AAPL, EUR.USD, BRK B), without '/', '..', "
-            "quotes or ';'"
-        )
-    return text
-
-
-def check_account(account: Any, where: str) -> str:
-    """``account`` if it is a plausible account id; `UniverseError` naming it otherwise."""
-    if not isinstance(account, str) or _ACCOUNT_RE.match(account) is None:
-        raise UniverseError(
-            f"{where}: invalid account id {account!r}: an account id is 2-32 letters and "
-            "digits (such as U1234567 or DU1234567)"
-        )
-    return account
-
-
-def _reject_unknown_keys(mapping: Mapping[Any, Any], known: Sequence[str], where: str) -> None:
-    unknown = [str(k) for k in mapping if k not in known]
-    if unknown:
-        raise UniverseError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: "
-            f"{', '.join(known)}"
-        )
-
-
-def _instruments(value: Any, source: str) -> tuple[InstrumentConfig, ...]:
-    if not isinstance(value, list) or not value:
-        raise UniverseError(
-            f"{source}: instruments must be a non-empty list of "
-            "{symbol, sec_type, exchange} mappings"
-        )
-    found: list[InstrumentConfig] = []
-    seen: dict[tuple[str, str], int] = {}
-    for index, item in enumerate(value):
-        where = f"{source}: instruments[{index}]"
-        if not isinstance(item, Mapping):
-            raise UniverseError(
-                f"{where}: expected a mapping with symbol, sec_type, exchange, got {item!r}"
-            )
-        raw = item
-        _reject_unknown_keys(raw, _INSTRUMENT_KEYS, where)
-        symbol = check_symbol(raw.get("symbol"), where)
-        sec_type = raw.get("sec_type", "STK")
-        if not isinstance(sec_type, str) or sec_type.strip().upper() not in SEC_TYPES:
-            raise UniverseError(
-                f"{where}: unknown sec_type {sec_type!r} for {symbol}; valid security types: "
-                f"{', '.join(SEC_TYPES)}"
-            )
-        sec_type = sec_type.strip().upper()
-        exchange = raw.get("exchange")
-        if not isinstance(exchange, str) or not exchange.strip():
-            raise UniverseError(f"{where}: exchange is required for {symbol} (such as NASDAQ)")
-        exchange = exchange.strip().upper()
-        try:
-            trading_hours_for(sec_type, exchange)
-        except ValueError as error:
-            raise UniverseError(f"{where}: unknown exchange for {symbol}: {error}") from None
-        key = (symbol, sec_type)
-        if key in seen:
-            raise UniverseError(
-                f"{where}: {symbol} ({sec_type}) is listed twice (also instruments[{seen[key]}])"
-            )
-        seen[key] = index
-        found.append(InstrumentConfig(symbol, sec_type, exchange))
-    return tuple(found)
-
-
-def _bar_sizes(value: Any, source: str) -> tuple[BarSize, ...]:
-    if not isinstance(value, list) or not value:
-        raise UniverseError(
-            f"{source}: bar_sizes must be a non-empty list; valid bar sizes: {', '.join(BAR_SIZES)}"
-        )
-    sizes: list[BarSize] = []
-    for index, label in enumerate(value):
-        try:
-            size = parse_bar_size(label)
-        except ValueError as error:
-            raise UniverseError(f"{source}: bar_sizes[{index}]: {error}") from None
-        if size in sizes:
-            raise UniverseError(f"{source}: bar size {size.label!r} is listed twice")
-        sizes.append(size)
-    order = list(BAR_SIZES)
-    return tuple(sorted(sizes, key=lambda s: order.index(s.label)))
-
-
-def _date(value: Any, key: str, source: str) -> date:
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            pass
-    raise UniverseError(f"{source}: {key} must be a date such as 2024-01-02, got {value!r}")
-
-
-def _accounts(value: Any, source: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise UniverseError(f"{source}: accounts must be a list of account ids, got {value!r}")
-    accounts = [check_account(a, f"{source}: accounts[{i}]") for i, a in enumerate(value)]
-    duplicates = sorted({a for a in accounts if accounts.count(a) > 1})
-    if duplicates:
-        raise UniverseError(f"{source}: account(s) listed twice: {', '.join(duplicates)}")
-    return tuple(accounts)
+    data = {str(key): value for key, value in document.items()}
+    if "source" in data:  # where the document came from is not one of its keys
+        raise UniverseError(f"{source}: {_unknown_keys((), ['source'])}")
+    return Universe(source=source, **data)
 
 
 # --- what only the gateway knows ---------------------------------------------------------------

@@ -63,7 +63,7 @@ import duckdb
 import pyarrow as pa
 
 from ib_pipeline.settings import WarehouseSettings
-from ib_pipeline.storage.datasets import DATASETS, DatasetSpec
+from ib_pipeline.storage.datasets import DATASETS
 from ib_pipeline.storage.fs import FsspecRoot, LocalRoot, open_root
 from ib_pipeline.storage.listing import (
     DatasetListing,
@@ -439,11 +439,3 @@ def write_catalog(
             con.close()
         root.write_atomic(CATALOG_FILE, path.read_bytes())
     return root.full(CATALOG_FILE)
-
-
-def dataset_names() -> list[str]:
-    return list(DATASET_VIEWS)
-
-
-def spec_of_view(name: str) -> DatasetSpec | None:
-    return DATASETS.get(name)

@@ -42,3 +42,11 @@ def _expected(error: BaseException) -> bool:
         or isinstance(error, OSError)
         or type(error).__name__ in ("ValueError", "CatalogException", "ParserException")
     )
+
+
+class BadRequest(UserFacing):
+    """A request that cannot be carried out as given (a bad universe file, a date range with no
+    partitions, an unsafe setting): one line, exit status 2 like a usage error, without the
+    usage text (the arguments were well formed; their meaning was not)."""
+
+    exit_code = 2

@@ -23,6 +23,8 @@ from datetime import datetime
 
 import click
 
+from ib_pipeline.cli.errors import BadRequest, UserFacing, one_line
+
 
 @click.command()
 @click.option(
@@ -53,15 +55,10 @@ def backfill(  # noqa: PLR0917 (click passes every option)
     ephemeral: bool,
 ) -> None:
     """Materialise a range of partitions of an asset as one run, with progress and a summary."""
+    from assets.backfill import BackfillError, run_backfill  # noqa: PLC0415 (slow import)
     from ib_pipeline.ibkr.errors import ConfigurationError  # noqa: PLC0415
     from ib_pipeline.universe import UniverseError, load_universe  # noqa: PLC0415
 
-    try:
-        # Importing the definitions builds them from the environment: a bad IB_PIPELINE_*
-        # setting raises here, naming the variable.
-        from assets.backfill import BackfillError, run_backfill  # noqa: PLC0415 (slow import)
-    except (UniverseError, ConfigurationError) as error:
-        raise click.UsageError(str(error)) from None
     try:
         outcomes = run_backfill(
             load_universe(universe),
@@ -71,10 +68,13 @@ def backfill(  # noqa: PLR0917 (click passes every option)
             refetch=refetch,
             warehouse=warehouse,
             ephemeral=ephemeral,
+            verbose=bool(click.get_current_context().find_root().params.get("verbose")),
         )
     except (UniverseError, BackfillError, ConfigurationError) as error:
         # ConfigurationError: the client's IB_PIPELINE_* settings (unsafe TLS, bad values)
-        raise click.UsageError(str(error)) from None
+        raise BadRequest(one_line(error)) from None
+    except ValueError as error:  # the warehouse root refused by the store, named in the message
+        raise UserFacing(one_line(error)) from None
     sys.exit(0 if all(o.ok for o in outcomes) else 1)
 
 

@@ -13,8 +13,8 @@ import asyncio
 import shutil
 import signal
 import sys
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 import click
@@ -22,6 +22,7 @@ import click
 from ib_pipeline.clock import parse_instant
 from ib_pipeline.simulator.config import (
     FAULT_GRAMMAR,
+    LOGIN_MODES,
     FaultSpec,
     PacingConfig,
     SimulatorConfig,
@@ -45,6 +46,39 @@ class _Parsed(click.ParamType[T]):
             return self._parse(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+def parse_split(text: str) -> tuple[int, date, float]:
+    """``CONID:YYYY-MM-DD:RATIO`` (e.g. ``265598:2020-08-31:4``) as (conid, date, ratio)."""
+    parts = text.strip().split(":")
+    if len(parts) != 3:
+        raise ValueError(f"split {text!r} is not CONID:YYYY-MM-DD:RATIO (e.g. 265598:2020-08-31:4)")
+    try:
+        conid, day, ratio = int(parts[0]), date.fromisoformat(parts[1]), float(parts[2])
+    except ValueError:
+        raise ValueError(f"split {text!r} is not CONID:YYYY-MM-DD:RATIO") from None
+    if not ratio > 0 or ratio == 1:
+        raise ValueError(f"split {text!r}: the ratio must be > 0 and not 1")
+    return conid, day, ratio
+
+
+def parse_conids(text: str) -> frozenset[int]:
+    """A comma-separated list of conids (``265598,756733``); empty or ``none`` for none."""
+    if text.strip().lower() in ("", "none"):
+        return frozenset()
+    try:
+        return frozenset(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a comma-separated list of conids") from None
+
+
+def splits_mapping(
+    splits: Sequence[tuple[int, date, float]],
+) -> Mapping[int, list[tuple[date, float]]]:
+    mapping: dict[int, list[tuple[date, float]]] = {}
+    for conid, day, ratio in splits:
+        mapping.setdefault(conid, []).append((day, ratio))
+    return mapping
 
 
 # "\b" keeps click from re-wrapping the grammar's aligned lines.
@@ -128,6 +162,30 @@ class _Parsed(click.ParamType[T]):
     type=click.IntRange(min=0),
     help="Positions of the second account (paging); 0 leaves it out.",
 )
+@click.option(
+    "--login",
+    type=click.Choice(LOGIN_MODES),
+    default="individual",
+    show_default=True,
+    help="Kind of login: 'advisor' lists the group All, a user group and an allocation "
+    "profile besides several sub-accounts in /iserver/accounts.",
+)
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    type=_Parsed("CONID:DATE:RATIO", tuple, parse_split),
+    help="Seed a split (repeatable), e.g. 265598:2020-08-31:4 for a 4:1 split effective "
+    "that date; history is served adjusted as of the clock, as IBKR does.",
+)
+@click.option(
+    "--delayed",
+    default="none",
+    show_default=True,
+    type=_Parsed("CONIDS", frozenset, parse_conids),
+    help="Comma-separated conids without a market-data subscription: their data is 15 "
+    "minutes late and flagged delayed (mdAvailability D, 6509 DpB).",
+)
 def sim(
     *,
     host: str,
@@ -143,6 +201,9 @@ def sim(
     penalty_box: float,
     no_pacing: bool,
     bulk_positions: int,
+    login: str,
+    splits: tuple[tuple[int, date, float], ...],
+    delayed: frozenset[int],
 ) -> None:
     """Run the IBKR Client Portal Gateway simulator (API under /v1/api) until Ctrl-C/SIGTERM.
 
@@ -163,6 +224,9 @@ def sim(
             token_env=token_env,
             session_timeout_s=session_timeout or None,
             bulk_positions=bulk_positions,
+            login=login,
+            splits=splits_mapping(splits),
+            delayed_conids=delayed,
         )
         config.resolve_token()
     except ValueError as exc:
@@ -197,6 +261,11 @@ async def _serve(config: SimulatorConfig) -> None:
     clock = "wall clock" if config.now is None else f"pinned at {config.now.isoformat()}"
     pacing = "on" if config.pacing.enabled else "off"
     click.echo(f"seed {config.seed}, clock {clock}, pacing {pacing}, faults {config.faults}")
+    if config.login != "individual" or config.splits or config.delayed_conids:
+        delayed = ",".join(str(c) for c in sorted(config.delayed_conids)) or "none"
+        click.echo(
+            f"login {config.login}, splits on {len(config.splits)} conid(s), delayed {delayed}"
+        )
     click.echo("Press Ctrl-C to stop.")
     sys.stdout.flush()
     try:

@@ -1,3 +1,95 @@
 """The IBKR Web API client: one method per endpoint, pacing, retries, session upkeep.
 
-Importable without Dagster. Normalisers in `normalize` turn its payloads into Arrow tables."""
+Importable without Dagster. Normalisers in `normalize` turn its payloads into Arrow tables.
+Exports are loaded lazily: ``import ib_pipeline.ibkr.errors`` does not load httpx.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ib_pipeline.ibkr.client import IbkrClient
+    from ib_pipeline.ibkr.errors import (
+        AccountsNotPrimedError,
+        ConfigurationError,
+        DataNotAvailableError,
+        GatewayError,
+        IbkrError,
+        InvalidPayloadError,
+        NoDataError,
+        NotAuthenticatedError,
+        OrderConfirmationRefusedError,
+        OrderError,
+        OrderRejectedError,
+        RateLimitedError,
+        RequestTimeoutError,
+        SnapshotNotReadyError,
+        TlsVerificationError,
+        TradingDisabledError,
+        TransportError,
+    )
+    from ib_pipeline.ibkr.settings import ClientSettings
+    from ib_pipeline.ibkr.sync import SyncIbkrClient
+
+_ERRORS = (
+    "AccountsNotPrimedError",
+    "ConfigurationError",
+    "DataNotAvailableError",
+    "GatewayError",
+    "IbkrError",
+    "InvalidPayloadError",
+    "NoDataError",
+    "NotAuthenticatedError",
+    "OrderConfirmationRefusedError",
+    "OrderError",
+    "OrderRejectedError",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "SnapshotNotReadyError",
+    "TlsVerificationError",
+    "TradingDisabledError",
+    "TransportError",
+)
+
+_EXPORTS = {
+    "IbkrClient": "ib_pipeline.ibkr.client",
+    "SyncIbkrClient": "ib_pipeline.ibkr.sync",
+    "ClientSettings": "ib_pipeline.ibkr.settings",
+    **dict.fromkeys(_ERRORS, "ib_pipeline.ibkr.errors"),
+}
+
+__all__ = [
+    "AccountsNotPrimedError",
+    "ClientSettings",
+    "ConfigurationError",
+    "DataNotAvailableError",
+    "GatewayError",
+    "IbkrClient",
+    "IbkrError",
+    "InvalidPayloadError",
+    "NoDataError",
+    "NotAuthenticatedError",
+    "OrderConfirmationRefusedError",
+    "OrderError",
+    "OrderRejectedError",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "SnapshotNotReadyError",
+    "SyncIbkrClient",
+    "TlsVerificationError",
+    "TradingDisabledError",
+    "TransportError",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,22 +1,11 @@
-"""The async IBKR Web API client: one method per endpoint, every request paced and retried.
+"""The async IBKR Web API client: one method per endpoint, every request through `IbkrClient.call`.
 
-Use it as an async context manager::
-
-    async with IbkrClient(ClientSettings.from_env()) as client:
-        payload = await client.history(265598, "1d", "5min")
-        page = await client.history_range(265598, "1min", start, end)
-
-Opening the client checks the session is authenticated (failing with a `NotAuthenticatedError`
-that says where to log in) and starts the ``/tickle`` keep-alive; closing stops it. Every
-request goes through one pipeline (`IbkrClient.call`): priming the session if the endpoint
-needs it, the shared `Pacer`, tenacity retries of transient failures, classification of the
-answer into a payload or a typed error (`errors`), and the ``on_response`` hook that lets the
-warehouse land raw payloads.
-
-Endpoint methods return the decoded JSON exactly as the gateway sent it; higher-level helpers
-(`history_range`, `snapshots`, `all_positions`, `live_orders_settled`, `place_order`) return
-`RawResponse` objects that also carry the request parameters. Turning payloads into tables is
-`normalize`'s job, never this module's.
+``async with IbkrClient(settings) as client:`` checks the session is authenticated and keeps it
+alive until closed (README, "The client"). `call` is the one request pipeline: priming, the
+shared `Pacer`, retries (`retry`), classification of the answer into a payload or a typed error
+(`errors`), and the ``on_response`` hook. The helper modules (`history`, `snapshots`,
+`portfolio`, `orders`) are given `call`, never the client. Methods return the decoded JSON as
+sent; helpers return `RawResponse` objects. Turning payloads into tables is `normalize`'s job.
 
 What this module must never do: put the access token anywhere but the Authorization header
 (not in URLs, logs, reprs, errors or hook arguments), resend an order the gateway may have
@@ -30,7 +19,7 @@ import json
 import logging
 import ssl
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -60,16 +49,13 @@ from ib_pipeline.ibkr.errors import (
     excerpt,
     redact,
 )
-from ib_pipeline.ibkr.gateway_session import SessionKeeper, priming_asked_for
+from ib_pipeline.ibkr.gateway_session import SessionKeeper, choose_account, priming_asked_for
 from ib_pipeline.ibkr.history import HistoryRange, HistoryRequest
-from ib_pipeline.ibkr.normalize import NO_DATA_MESSAGE
 from ib_pipeline.ibkr.orders import PlacedOrder
 from ib_pipeline.ibkr.pacing import Pacer, shared_pacer
-from ib_pipeline.ibkr.parsing import gateway_time
-from ib_pipeline.ibkr.response import RawResponse, ResponseHook
+from ib_pipeline.ibkr.response import ErrorBodyFilter, RawResponse, ResponseHook
 from ib_pipeline.ibkr.retry import Transient, call_with_retries, mark
 from ib_pipeline.ibkr.settings import ClientSettings, Secret
-from ib_pipeline.timeframes import parse_bar_size, parse_period
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +64,6 @@ USER_AGENT = "ib-pipeline/0.1 (+httpx)"
 ABANDONED_HOLD_FACTOR = 2.0
 """A request abandoned on a read timeout keeps its concurrency slot this many read timeouts
 longer (`pacing.Lease`): the gateway is assumed to finish it within three timeouts in all."""
-
-ErrorBodyFilter = Callable[[str], bool]
-"""Decides whether a 200 ``{"error": text}`` answer is a payload the caller interprets."""
 
 
 class _PrimingRequestedError(GatewayError):
@@ -93,26 +76,20 @@ class _PrimingRequestedError(GatewayError):
 
 
 class ClientStats:
-    """What one client did: requests and retries per endpoint, 429s, session recoveries."""
+    """What one client did: requests and retries per endpoint, and 429s."""
 
     def __init__(self) -> None:
         self.requests: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
         self.rate_limited = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "requests": dict(self.requests),
-            "retries": dict(self.retries),
-            "rate_limited": self.rate_limited,
-        }
-
 
 class IbkrClient:
     """An async client of one gateway. Create it, then ``async with client:``.
 
-    ``on_response(endpoint, request_params, payload, fetched_at)`` is called after every
-    accepted answer of a data endpoint (see `raw.ResponseHook`); ``clock`` stamps
+    ``transport`` replaces httpx's network transport (e.g. ``httpx.MockTransport`` in tests;
+    TLS and connection-pool settings then belong to it); ``on_response`` is called after every
+    accepted answer of a data endpoint (`response.ResponseHook`); ``clock`` stamps
     ``fetched_at`` (default: the wall clock); ``environ`` replaces ``os.environ`` when the
     access token is read from ``settings.token_env``.
     """
@@ -121,6 +98,7 @@ class IbkrClient:
         self,
         settings: ClientSettings | None = None,
         *,
+        transport: httpx.AsyncBaseTransport | None = None,
         on_response: ResponseHook | None = None,
         clock: Clock | None = None,
         environ: Mapping[str, str] | None = None,
@@ -128,6 +106,7 @@ class IbkrClient:
         self.settings = settings if settings is not None else ClientSettings()
         self._token: Secret | None = self.settings.resolve_token(environ)
         self._verify = _tls_verify(self.settings)
+        self._transport = transport
         self._on_response = on_response
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._http: httpx.AsyncClient | None = None
@@ -184,6 +163,7 @@ class IbkrClient:
             headers=headers,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             follow_redirects=False,
+            transport=self._transport,
         )
         self._pacer = shared_pacer(self.settings.origin, self.settings.pacing)
         try:
@@ -480,18 +460,7 @@ class IbkrClient:
     async def account_id(self) -> str:
         """The account to use: ``settings.account`` (checked against the gateway's list), else
         the first account ``/iserver/accounts`` lists."""
-        listing = await self.session.accounts()
-        ids = listing.get("accounts")
-        if not isinstance(ids, list) or not ids or not all(isinstance(a, str) for a in ids):
-            raise ConfigurationError(f"/iserver/accounts lists no accounts: {ids!r:.100}")
-        wanted = self.settings.account
-        if wanted is None:
-            return str(ids[0])
-        if wanted not in ids:
-            raise ConfigurationError(
-                f"account {wanted!r} is not one of the gateway's accounts: {', '.join(ids)}"
-            )
-        return wanted
+        return choose_account(await self.session.accounts(), self.settings.account)
 
     # -- contracts ----------------------------------------------------------------------------
 
@@ -518,7 +487,13 @@ class IbkrClient:
     ) -> list[RawResponse]:
         """Snapshots of any number of conids: batches of 100, each polled until every conid
         delivered at least one field (`SnapshotNotReadyError` names those that never did)."""
-        return await _snapshots.fetch_snapshots(self, conids, fields)
+        return await _snapshots.fetch_snapshots(
+            self.call,
+            conids,
+            fields,
+            max_polls=self.settings.snapshot_max_polls,
+            poll_interval_s=self.settings.snapshot_poll_interval_s,
+        )
 
     async def history(
         self,
@@ -562,17 +537,15 @@ class IbkrClient:
         source: str | None = None,
     ) -> RawResponse:
         """Like `history`, returning the `RawResponse` and ``"No data."`` as a payload."""
-        params = {
-            "conid": str(int(conid)),
-            "period": parse_period(period).label,
-            "bar": parse_bar_size(bar).label,
-            "startTime": None if start_time is None else gateway_time(start_time),
-            "outsideRth": outside_rth,
-            "exchange": exchange,
-            "source": source,
-        }
-        return await self.call(
-            ep.HISTORY, params=params, error_ok=lambda text: text == NO_DATA_MESSAGE
+        return await _history.fetch_page(
+            self.call,
+            conid,
+            period,
+            bar,
+            start_time=start_time,
+            outside_rth=outside_rth,
+            exchange=exchange,
+            source=source,
         )
 
     async def history_range(
@@ -599,22 +572,26 @@ class IbkrClient:
             exchange=exchange,
             hours=hours,
         )
-        return await _history.fetch_range(self, request)
+        return await _history.fetch_range(self.call, request)
 
     async def history_ranges(self, requests: Iterable[HistoryRequest]) -> list[HistoryRange]:
         """Several ranges fetched concurrently (bounded by the history concurrency limit)."""
-        return await _history.fetch_ranges(self, requests)
+        return await _history.fetch_ranges(self.call, requests)
 
     # -- portfolio ----------------------------------------------------------------------------
 
     async def positions(self, page: int = 0, account: str | None = None) -> Any:
         """``GET /portfolio/{accountId}/positions/{pageId}``: one page of up to 100 positions."""
         account = account or await self.account_id()
-        return (await _portfolio.positions_page(self, account, page)).payload
+        return (await _portfolio.positions_page(self.call, account, page)).payload
 
     async def all_positions(self, account: str | None = None) -> list[RawResponse]:
         """Every positions page, until a short or empty page."""
-        return await _portfolio.all_positions(self, account or await self.account_id())
+        return await _portfolio.all_positions(
+            self.call,
+            account or await self.account_id(),
+            page_size=self.settings.positions_page_size,
+        )
 
     async def account_summary(self, account: str | None = None) -> Any:
         """``GET /portfolio/{accountId}/summary``."""
@@ -630,7 +607,9 @@ class IbkrClient:
     async def live_orders_settled(self) -> RawResponse:
         """Live orders, polling past the gateway's first empty ``snapshot: false`` answer
         (at most ``settings.live_orders_max_polls`` calls)."""
-        return await _orders.live_orders_settled(self)
+        return await _orders.live_orders_settled(
+            self.call, max_polls=self.settings.live_orders_max_polls
+        )
 
     async def place_order(
         self,
@@ -646,14 +625,19 @@ class IbkrClient:
         non-paper account), `OrderRejectedError`, or `OrderConfirmationRefusedError`.
         """
         return await _orders.place_order(
-            self, order, account=account, accept_message_ids=frozenset(accept_message_ids)
+            self.call,
+            self.session.accounts,
+            order,
+            settings=self.settings,
+            account=account,
+            accept_message_ids=frozenset(accept_message_ids),
         )
 
     async def reply(self, reply_id: str, *, confirmed: bool) -> Any:
         """``POST /iserver/reply/{replyId}``: answer an order confirmation question. Confirming
         is trading, so it needs ``allow_trading`` like `place_order`."""
         _orders.require_trading_allowed(self.settings, "reply")
-        return (await _orders.send_reply(self, reply_id, confirmed)).payload
+        return (await _orders.send_reply(self.call, reply_id, confirmed)).payload
 
 
 def _chart_data_unavailable(text: str) -> bool:

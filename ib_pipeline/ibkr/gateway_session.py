@@ -15,7 +15,7 @@ client gives it:
   background task calls ``/tickle`` every ``keepalive_interval_s`` seconds.
 
 What this module must never do: send requests outside the client's paced pipeline (it is given
-the client's ``send`` function), or log anything that identifies the user's credentials.
+a ``send`` function, never the client), or log anything that identifies the user's credentials.
 """
 
 from __future__ import annotations
@@ -56,6 +56,21 @@ def priming_asked_for(text: str) -> frozenset[Priming] | None:
     return frozenset({Priming.ISERVER_ACCOUNTS})
 
 
+def choose_account(listing: Mapping[str, Any], wanted: str | None) -> str:
+    """The account to use from an ``/iserver/accounts`` answer: ``wanted`` (checked against
+    the listed accounts), else the first one listed."""
+    ids = listing.get("accounts")
+    if not isinstance(ids, list) or not ids or not all(isinstance(a, str) for a in ids):
+        raise ConfigurationError(f"/iserver/accounts lists no accounts: {ids!r:.100}")
+    if wanted is None:
+        return str(ids[0])
+    if wanted not in ids:
+        raise ConfigurationError(
+            f"account {wanted!r} is not one of the gateway's accounts: {', '.join(ids)}"
+        )
+    return wanted
+
+
 def login_url(base_url: str) -> str:
     """Where a user logs in: the gateway's origin (``https://localhost:5000``)."""
     parts = urlsplit(base_url)
@@ -84,7 +99,6 @@ class SessionKeeper:
         self.accounts_payload: Any = None
         """The last ``/iserver/accounts`` answer (account list, ``isPaper``, ...)."""
         self.recoveries = 0
-        self.primings = 0
 
     # -- authentication ---------------------------------------------------------------------
 
@@ -156,7 +170,6 @@ class SessionKeeper:
                 if priming is Priming.ISERVER_ACCOUNTS:
                     self.accounts_payload = response.payload
                 self._primed.add(priming)
-                self.primings += 1
 
     async def reprime(self, which: frozenset[Priming], endpoint: str, text: str) -> None:
         """The gateway asked for priming again: forget it and prime once more."""

@@ -33,22 +33,20 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
 from ib_pipeline.calendars import US_EQUITY, Session, TradingHours, bar_starts, calendar_for
+from ib_pipeline.ibkr import endpoints as ep
 from ib_pipeline.ibkr import normalize
 from ib_pipeline.ibkr import parsing as p
 from ib_pipeline.ibkr.errors import GatewayError
-from ib_pipeline.ibkr.response import RawResponse
+from ib_pipeline.ibkr.response import Call, RawResponse
 from ib_pipeline.ibkr.tables import HISTORY_BARS
-from ib_pipeline.timeframes import BarKind, BarSize, PeriodUnit, parse_bar_size
-
-if TYPE_CHECKING:
-    from ib_pipeline.ibkr.client import IbkrClient
+from ib_pipeline.timeframes import BarKind, BarSize, PeriodUnit, parse_bar_size, parse_period
 
 MAX_BARS_PER_RESPONSE = 1000
 """The gateway answers at most this many bars (the most recent ones) per request."""
@@ -287,7 +285,33 @@ def _ceil_second(moment: datetime) -> datetime:
     return whole if whole == moment else whole + timedelta(seconds=1)
 
 
-async def fetch_range(client: IbkrClient, request: HistoryRequest) -> HistoryRange:
+async def fetch_page(
+    call: Call,
+    conid: int,
+    period: str,
+    bar: str,
+    *,
+    start_time: datetime | None = None,
+    outside_rth: bool | None = None,
+    exchange: str | None = None,
+    source: str | None = None,
+) -> RawResponse:
+    """One ``GET /iserver/marketdata/history``; ``"No data."`` comes back as a payload."""
+    params = {
+        "conid": str(int(conid)),
+        "period": parse_period(period).label,
+        "bar": parse_bar_size(bar).label,
+        "startTime": None if start_time is None else p.gateway_time(start_time),
+        "outsideRth": outside_rth,
+        "exchange": exchange,
+        "source": source,
+    }
+    return await call(
+        ep.HISTORY, params=params, error_ok=lambda text: text == normalize.NO_DATA_MESSAGE
+    )
+
+
+async def fetch_range(call: Call, request: HistoryRequest) -> HistoryRange:
     """Page backward through ``request`` (see the module docstring)."""
     planner = RangePlanner(request)
     start_ms = p.ms_of(request.start)
@@ -299,7 +323,8 @@ async def fetch_range(client: IbkrClient, request: HistoryRequest) -> HistoryRan
     out_of_order = 0
     plan = planner.plan(cursor_ms)
     while True:
-        response = await client.history_page(
+        response = await fetch_page(
+            call,
             request.conid,
             plan.period,
             request.bar.label,
@@ -365,9 +390,7 @@ def _order_of(times: Sequence[int], request: HistoryRequest) -> tuple[int, int]:
     return int(placed.min()), int((placed[1:] < highest[:-1]).sum())
 
 
-async def fetch_ranges(
-    client: IbkrClient, requests: Iterable[HistoryRequest]
-) -> list[HistoryRange]:
+async def fetch_ranges(call: Call, requests: Iterable[HistoryRequest]) -> list[HistoryRange]:
     """Several ranges at once; the pacer's history cap bounds the requests in flight."""
     items: Sequence[HistoryRequest] = list(requests)
-    return list(await asyncio.gather(*(fetch_range(client, r) for r in items)))
+    return list(await asyncio.gather(*(fetch_range(call, r) for r in items)))

@@ -18,9 +18,9 @@ the pipeline never retries them after a timeout or 5xx).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ib_pipeline.ibkr import endpoints as ep
 from ib_pipeline.ibkr.errors import (
@@ -30,12 +30,13 @@ from ib_pipeline.ibkr.errors import (
     OrderRejectedError,
     TradingDisabledError,
 )
+from ib_pipeline.ibkr.gateway_session import choose_account
 from ib_pipeline.ibkr.normalize import is_paper_account
-from ib_pipeline.ibkr.response import RawResponse
+from ib_pipeline.ibkr.response import Call, RawResponse
 from ib_pipeline.ibkr.settings import ClientSettings
 
-if TYPE_CHECKING:
-    from ib_pipeline.ibkr.client import IbkrClient
+Accounts = Callable[[], Awaitable[Mapping[str, Any]]]
+"""The primed ``/iserver/accounts`` answer (`gateway_session.SessionKeeper.accounts`)."""
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,12 @@ def require_trading_allowed(settings: ClientSettings, action: str) -> None:
         )
 
 
-async def _require_account_allowed(client: IbkrClient, account: str) -> None:
-    listing = await client.session.accounts()
+def _require_account_allowed(
+    settings: ClientSettings, listing: Mapping[str, Any], account: str
+) -> None:
     flag = listing.get("isPaper")
     paper = is_paper_account(account, flag if isinstance(flag, bool) else None)
-    if not paper and not client.settings.allow_live_trading:
+    if not paper and not settings.allow_live_trading:
         raise TradingDisabledError(
             f"place_order: account {account} is a live (non-paper) account "
             f"(isPaper={flag!r}); placing orders on it also needs allow_live_trading=True",
@@ -72,12 +74,12 @@ async def _require_account_allowed(client: IbkrClient, account: str) -> None:
         )
 
 
-async def send_reply(client: IbkrClient, reply_id: str, confirmed: bool) -> RawResponse:
+async def send_reply(call: Call, reply_id: str, confirmed: bool) -> RawResponse:
     """``POST /iserver/reply/{reply_id}`` with ``{"confirmed": confirmed}``; an ``{"error"}``
     answer is returned as a payload for the caller to interpret."""
     if not isinstance(reply_id, str) or not reply_id.strip() or "/" in reply_id:
         raise ValueError(f"reply_id must be the id the gateway sent, got {reply_id!r}")
-    return await client.call(
+    return await call(
         ep.REPLY,
         path_params={"replyId": reply_id},
         body={"confirmed": confirmed},
@@ -86,26 +88,30 @@ async def send_reply(client: IbkrClient, reply_id: str, confirmed: bool) -> RawR
 
 
 async def place_order(
-    client: IbkrClient,
+    call: Call,
+    accounts: Accounts,
     order: Mapping[str, Any],
     *,
+    settings: ClientSettings,
     account: str | None,
     accept_message_ids: frozenset[str],
 ) -> PlacedOrder:
-    """Place ``order`` and walk the confirmation flow (see the module docstring)."""
-    require_trading_allowed(client.settings, "place_order")
+    """Place ``order`` on ``account`` (default: `choose_account`) and walk the confirmation
+    flow (see the module docstring)."""
+    require_trading_allowed(settings, "place_order")
     if not isinstance(order, Mapping) or "conid" not in order:
         raise ValueError(f"place_order: order must be a mapping with a conid, got {order!r:.200}")
-    account = account or await client.account_id()
-    await _require_account_allowed(client, account)
-    response = await client.call(
+    listing = await accounts()
+    account = account or choose_account(listing, settings.account)
+    _require_account_allowed(settings, listing, account)
+    response = await call(
         ep.PLACE_ORDER,
         path_params={"accountId": account},
         body={"orders": [dict(order)]},
         error_ok=lambda _text: True,
     )
     responses = [response]
-    for _round in range(client.settings.max_reply_rounds + 1):
+    for _round in range(settings.max_reply_rounds + 1):
         answer = _single_answer(response)
         if "order_id" in answer:
             status = answer.get("order_status")
@@ -118,7 +124,7 @@ async def place_order(
         reply_id, message_ids, messages = _question(answer, response.endpoint)
         refused = [m for m in message_ids if m not in accept_message_ids]
         if refused or not message_ids:
-            responses.append(await send_reply(client, reply_id, False))
+            responses.append(await send_reply(call, reply_id, False))
             text = " | ".join(" ".join(m.split()) for m in messages)
             raise OrderConfirmationRefusedError(
                 f"place_order: the gateway asked to confirm message(s) "
@@ -128,13 +134,13 @@ async def place_order(
                 messages=messages,
                 endpoint=ep.REPLY.name,
             )
-        if _round == client.settings.max_reply_rounds:
-            responses.append(await send_reply(client, reply_id, False))  # leave nothing pending
+        if _round == settings.max_reply_rounds:
+            responses.append(await send_reply(call, reply_id, False))  # leave nothing pending
             break
-        response = await send_reply(client, reply_id, True)
+        response = await send_reply(call, reply_id, True)
         responses.append(response)
     raise GatewayError(
-        f"place_order: still asked to confirm after {client.settings.max_reply_rounds} replies; "
+        f"place_order: still asked to confirm after {settings.max_reply_rounds} replies; "
         f"answered confirmed=false, the order was discarded",
         endpoint=ep.REPLY.name,
     )
@@ -182,11 +188,11 @@ def _question(answer: Mapping[str, Any], endpoint: str) -> tuple[str, list[str],
     return reply_id, list(ids), [str(t) for t in texts]
 
 
-async def live_orders_settled(client: IbkrClient) -> RawResponse:
+async def live_orders_settled(call: Call, *, max_polls: int) -> RawResponse:
     """``GET /iserver/account/orders`` until it is no longer the session's first, empty,
-    ``snapshot: false`` answer (at most ``live_orders_max_polls`` calls, each paced)."""
-    response = await client.call(ep.LIVE_ORDERS)
-    for _ in range(client.settings.live_orders_max_polls - 1):
+    ``snapshot: false`` answer (at most ``max_polls`` calls, each paced)."""
+    response = await call(ep.LIVE_ORDERS)
+    for _ in range(max_polls - 1):
         payload = response.payload
         if not isinstance(payload, Mapping):
             raise InvalidPayloadError(
@@ -194,5 +200,5 @@ async def live_orders_settled(client: IbkrClient) -> RawResponse:
             )
         if payload.get("snapshot") is not False or payload.get("orders"):
             break
-        response = await client.call(ep.LIVE_ORDERS)
+        response = await call(ep.LIVE_ORDERS)
     return response

@@ -2,8 +2,8 @@
 
 Like httpx's ``Timeout`` and ``Limits``, settings are explicit frozen objects rather than
 keyword arguments scattered through call sites: `Timeouts`, `PacingLimits`, `RetryPolicy` and
-`ClientSettings`, which holds the others. `ClientSettings.from_env` builds them from
-environment variables (listed in `ENVIRONMENT`).
+`ClientSettings`, which holds the others. `ClientSettings.from_env` builds them from the
+``IB_PIPELINE_*`` variables declared in `ib_pipeline.environment.ClientEnvironment`.
 
 Defaults point at the bundled simulator, ``http://127.0.0.1:5000/v1/api`` (plain HTTP on
 loopback, so a fresh checkout works without certificates). The real Client Portal Gateway is
@@ -37,21 +37,6 @@ REAL_GATEWAY_URL = "https://localhost:5000/v1/api"
 
 DEFAULT_TOKEN_ENV = "IBKR_ACCESS_TOKEN"
 """The environment variable an OAuth bearer access token is read from by default."""
-
-ENVIRONMENT: dict[str, str] = {
-    "IB_PIPELINE_BASE_URL": "base URL of the gateway (default: the simulator)",
-    "IB_PIPELINE_CA_BUNDLE": "path of a PEM CA bundle that signed the gateway's certificate",
-    "IB_PIPELINE_INSECURE": "true to skip TLS verification (loopback hosts only)",
-    "IB_PIPELINE_ACCOUNT": "account id to use (default: the first account the gateway lists)",
-    "IB_PIPELINE_TOKEN_ENV": f"name of the variable holding the bearer token ({DEFAULT_TOKEN_ENV})",
-    "IB_PIPELINE_TIMEOUT_S": "read timeout of one request in seconds",
-    "IB_PIPELINE_ALLOW_TRADING": "true to allow placing orders (paper accounts)",
-    "IB_PIPELINE_ALLOW_LIVE_TRADING": "true to also allow orders on live (non-paper) accounts",
-    "IB_PIPELINE_GLOBAL_RATE": "requests per second across all endpoints",
-    "IB_PIPELINE_HISTORY_CONCURRENCY": "history requests in flight at once",
-    "IB_PIPELINE_KEEPALIVE_S": "seconds between /tickle calls while a client is open (0 = off)",
-}
-"""Every environment variable `ClientSettings.from_env` reads, with what it sets."""
 
 
 class Secret:
@@ -291,69 +276,29 @@ class ClientSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientSettings:
-        """Settings from the ``IB_PIPELINE_*`` variables in `ENVIRONMENT`; keyword overrides
-        win. Unset variables keep the defaults; unparseable values raise ConfigurationError
-        naming the variable."""
-        env = os.environ if environ is None else environ
+        """Settings from the ``IB_PIPELINE_*`` variables of ``environ`` (default ``os.environ``,
+        declared in `ClientEnvironment`); keyword overrides win. Unset or empty variables keep
+        the defaults; a bad value raises ConfigurationError naming the variable."""
+        from ib_pipeline.environment import ClientEnvironment  # noqa: PLC0415 (slow import)
+
+        given = ClientEnvironment.read(environ, ConfigurationError).given()
         values: dict[str, Any] = {}
-        if "IB_PIPELINE_BASE_URL" in env:
-            values["base_url"] = env["IB_PIPELINE_BASE_URL"]
-        if env.get("IB_PIPELINE_CA_BUNDLE"):
-            values["ca_bundle"] = Path(env["IB_PIPELINE_CA_BUNDLE"])
-        for var, name in (
-            ("IB_PIPELINE_INSECURE", "insecure"),
-            ("IB_PIPELINE_ALLOW_TRADING", "allow_trading"),
-            ("IB_PIPELINE_ALLOW_LIVE_TRADING", "allow_live_trading"),
-        ):
-            if var in env:
-                values[name] = _env_bool(var, env[var])
-        if env.get("IB_PIPELINE_ACCOUNT"):
-            values["account"] = env["IB_PIPELINE_ACCOUNT"]
-        if "IB_PIPELINE_TOKEN_ENV" in env:
-            values["token_env"] = env["IB_PIPELINE_TOKEN_ENV"] or None
-        if "IB_PIPELINE_TIMEOUT_S" in env:
-            values["timeouts"] = Timeouts(
-                read=_env_float("IB_PIPELINE_TIMEOUT_S", env["IB_PIPELINE_TIMEOUT_S"])
+        if "timeout_s" in given:
+            values["timeouts"] = Timeouts(read=given.pop("timeout_s"))
+        pacing = {
+            target: given.pop(name)
+            for name, target in (
+                ("global_rate", "global_per_s"),
+                ("history_concurrency", "history_concurrency"),
             )
-        pacing: dict[str, Any] = {}
-        if "IB_PIPELINE_GLOBAL_RATE" in env:
-            pacing["global_per_s"] = _env_float(
-                "IB_PIPELINE_GLOBAL_RATE", env["IB_PIPELINE_GLOBAL_RATE"]
-            )
-        if "IB_PIPELINE_HISTORY_CONCURRENCY" in env:
-            pacing["history_concurrency"] = _env_int(
-                "IB_PIPELINE_HISTORY_CONCURRENCY", env["IB_PIPELINE_HISTORY_CONCURRENCY"]
-            )
+            if name in given
+        }
         if pacing:
             values["pacing"] = PacingLimits(**pacing)
-        if "IB_PIPELINE_KEEPALIVE_S" in env:
-            values["keepalive_interval_s"] = _env_float(
-                "IB_PIPELINE_KEEPALIVE_S", env["IB_PIPELINE_KEEPALIVE_S"]
-            )
+        if "keepalive_s" in given:
+            values["keepalive_interval_s"] = given.pop("keepalive_s")
+        values.update(given)  # the other variables are named after their fields
         values.update(overrides)
         settings = cls(**values)
-        settings.resolve_token(env)  # fail now, naming the variable, if it is set but empty
+        settings.resolve_token(environ)  # fail now, naming the variable, if it is set but empty
         return settings
-
-
-def _env_bool(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigurationError(f"{name}={raw!r}: expected true/false (1/0, yes/no, on/off)")
-
-
-def _env_float(name: str, raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r}: expected a number") from None
-
-
-def _env_int(name: str, raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r}: expected an integer") from None

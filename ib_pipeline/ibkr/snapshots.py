@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ib_pipeline.ibkr import endpoints as ep
 from ib_pipeline.ibkr.errors import InvalidPayloadError, SnapshotNotReadyError
 from ib_pipeline.ibkr.normalize import snapshot_has_fields
 from ib_pipeline.ibkr.parsing import conid as parse_conid
-from ib_pipeline.ibkr.response import RawResponse
-
-if TYPE_CHECKING:
-    from ib_pipeline.ibkr.client import IbkrClient
+from ib_pipeline.ibkr.response import Call, RawResponse
 
 MAX_CONIDS = 100
 """Conids per snapshot request (the gateway's limit)."""
@@ -97,26 +94,34 @@ def delivered_conids(payload: Any, fields: Sequence[str]) -> set[int]:
 
 
 async def fetch_snapshots(
-    client: IbkrClient, conids: Sequence[int], fields: Sequence[str] = DEFAULT_FIELDS
+    call: Call,
+    conids: Sequence[int],
+    fields: Sequence[str] = DEFAULT_FIELDS,
+    *,
+    max_polls: int,
+    poll_interval_s: float,
 ) -> list[RawResponse]:
-    """One complete answer per batch of at most 100 conids (batches run concurrently)."""
+    """One complete answer per batch of at most 100 conids (batches run concurrently), each
+    polled at most ``max_polls`` times, ``poll_interval_s`` apart."""
     ids = _unique_conids(conids)
     field_list = _unique_fields(fields)
     batches = [ids[i : i + MAX_CONIDS] for i in range(0, len(ids), MAX_CONIDS)]
-    return list(await asyncio.gather(*(_poll(client, b, field_list) for b in batches)))
+    polls = (_poll(call, b, field_list, max_polls, poll_interval_s) for b in batches)
+    return list(await asyncio.gather(*polls))
 
 
-async def _poll(client: IbkrClient, batch: list[int], fields: list[str]) -> RawResponse:
+async def _poll(
+    call: Call, batch: list[int], fields: list[str], polls: int, interval_s: float
+) -> RawResponse:
     params = snapshot_params(batch, fields)
     missing: set[int] = set(batch)
-    polls = client.settings.snapshot_max_polls
     for poll in range(polls):
-        response = await client.call(ep.SNAPSHOT, params=params)
+        response = await call(ep.SNAPSHOT, params=params)
         missing = set(batch) - delivered_conids(response.payload, fields)
         if not missing:
             return response
         if poll + 1 < polls:
-            await asyncio.sleep(client.settings.snapshot_poll_interval_s)
+            await asyncio.sleep(interval_s)
     raise SnapshotNotReadyError(
         f"snapshot: no fields arrived after {polls} polls for conid(s) "
         f"{', '.join(map(str, sorted(missing)))}",

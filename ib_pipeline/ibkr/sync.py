@@ -19,6 +19,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
+import httpx
+
 from ib_pipeline.calendars import US_EQUITY, TradingHours
 from ib_pipeline.clock import Clock
 from ib_pipeline.ibkr.client import IbkrClient
@@ -38,11 +40,14 @@ class SyncIbkrClient:
         self,
         settings: ClientSettings | None = None,
         *,
+        transport: httpx.AsyncBaseTransport | None = None,
         on_response: ResponseHook | None = None,
         clock: Clock | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        self.client = IbkrClient(settings, on_response=on_response, clock=clock, environ=environ)
+        self.client = IbkrClient(
+            settings, transport=transport, on_response=on_response, clock=clock, environ=environ
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 

@@ -21,14 +21,17 @@ The modules, from the outside in:
   (route table entry, JSON responses), one `routes_*` module per API area.
 - Gateway behaviour: `auth` (SSO and brokerage sessions), `pacing` (limits, penalty box),
   `faults` (which request fails, and how), `stats` (counters for tests).
-- Payloads, no HTTP: `history`, `snapshot`, `search`, `broker` (accounts, portfolio),
-  `broker_orders`, `broker_contracts`, `bad_data` (corrupted history rows), `answers` (error
-  bodies, JSON encoding), `params` (numbers and flags read from requests).
+- Payloads, no HTTP: `history`, `snapshot`, `search`, `futures` (``/trsrv/futures``,
+  ``/iserver/secdef/info``), `broker` (accounts, portfolio; advisor logins), `broker_orders`,
+  `broker_contracts`, `bad_data` (corrupted history rows), `answers` (error bodies, JSON
+  encoding), `params` (numbers and flags read from requests).
 - The market: `instruments` (the universe), `price_model` (a session's minutes from the seed),
   `bars` (bar containers, exact aggregation), `market` (what is complete at the clock's time,
   quotes), `epoch` (epoch milliseconds).
 - Checking a loader: `truth` (`MarketTruth`, `SimulatorTruth`), `spec_deviations` (where the
-  real gateway departs from the OpenAPI spec).
+  real gateway departs from the OpenAPI spec), `real_world` (the one table of what the
+  simulator believes about advisor logins, splits, futures months, non-US exchanges and delayed
+  data, and why: issue 13's cases, each opt-in through `SimulatorConfig`).
 """
 
 from __future__ import annotations

@@ -39,6 +39,13 @@ def account_not_found(account_id: str) -> Answer:
     return bad_request(f"account {account_id} not found")
 
 
+def not_an_account(account_id: str) -> Answer:
+    """The 400 for a group or allocation profile of an advisor login in a portfolio path: they
+    are listed by /iserver/accounts but have no positions or summary of their own (the body is
+    a guess: see `real_world.GUESSES`)."""
+    return bad_request(f"{account_id} is an account group or allocation profile, not an account")
+
+
 class NonFiniteJson(dict[str, Any]):
     """A response body holding NaN or infinite floats (bad-data responses only). `encode_body`
     writes them as the literal tokens ``NaN``/``Infinity``, which strict JSON lacks."""

@@ -45,6 +45,15 @@ INIT_MARGIN = 0.30
 MAIN_ACCOUNT_POSITIONS = 6
 BULK_ACCOUNT_CASH = 50_000.0
 
+ADVISOR_SUB_ACCOUNTS = ("DU2345678", "DU3456789")
+"""The sub-accounts an advisor login adds to the main and bulk accounts (a few positions each)."""
+ADVISOR_GROUPS = ("All", "GROUP1")
+"""What an advisor login's /iserver/accounts lists as groups: the built-in ``All`` and one
+user-defined group. Not accounts: no positions, no summary."""
+ADVISOR_PROFILES = ("UPRO_BUY_785_20241126_1",)
+"""An allocation profile/model id (the long ids real advisor logins show). Not an account."""
+SUB_ACCOUNT_CASH = 250_000.0
+
 
 class UnknownAccountError(KeyError):
     """An account id the broker does not have."""
@@ -106,8 +115,10 @@ class Broker:
         bulk_account: str | None,
         bulk_positions: int,
         starting_cash: float,
+        advisor: bool = False,
     ) -> None:
         self.market = market
+        self.advisor = advisor
         self.clock = market.clock
         self._seed = seed
         self._main_id = main_account
@@ -123,7 +134,24 @@ class Broker:
 
     @property
     def account_ids(self) -> list[str]:
-        return [self._main_id] + ([self._bulk_id] if self._bulk_id else [])
+        """The real accounts (what /portfolio/accounts lists), the trading (main) one first."""
+        ids = [self._main_id] + ([self._bulk_id] if self._bulk_id else [])
+        if self.advisor:
+            ids += [a for a in ADVISOR_SUB_ACCOUNTS if a not in ids]
+        return ids
+
+    @property
+    def groups(self) -> list[str]:
+        """Account groups an advisor login lists (empty for an individual login)."""
+        return list(ADVISOR_GROUPS) if self.advisor else []
+
+    @property
+    def profiles(self) -> list[str]:
+        """Allocation profiles/models an advisor login lists (empty for an individual login)."""
+        return list(ADVISOR_PROFILES) if self.advisor else []
+
+    def is_group_or_profile(self, account_id: str) -> bool:
+        return account_id in self.groups or account_id in self.profiles
 
     @property
     def main_account_id(self) -> str:
@@ -241,10 +269,16 @@ class Broker:
     # -- gateway payloads ----------------------------------------------------------------------
 
     def iserver_accounts_payload(self, session_id: str) -> dict[str, Any]:
-        """``GET /iserver/accounts``."""
+        """``GET /iserver/accounts``. An advisor login lists the group ``All`` first, then the
+        real accounts, then user groups and allocation profiles; ``acctProps`` describes the real
+        accounts only, ``aliases`` every entry (see `real_world.GUESSES`)."""
         ids = self.account_ids
+        entries = ids
+        if self.advisor:
+            user_groups = [g for g in self.groups if g != "All"]
+            entries = ["All", *ids, *user_groups, *self.profiles]
         return {
-            "accounts": ids,
+            "accounts": entries,
             "acctProps": {
                 a: {
                     "hasChildAccounts": False,
@@ -256,7 +290,7 @@ class Broker:
                 }
                 for a in ids
             },
-            "aliases": {a: a for a in ids},
+            "aliases": {a: a for a in entries},
             "allowFeatures": {
                 "showGFIS": True,
                 "showEUCostReport": False,
@@ -278,8 +312,8 @@ class Broker:
                 "allowedAssetTypes": "STK,OPT,FUT,CASH",
             },
             "chartPeriods": {"STK": ["*"], "FUT": ["*"], "CASH": ["*"]},
-            "groups": [],
-            "profiles": [],
+            "groups": self.groups,
+            "profiles": self.profiles,
             "selectedAccount": self._main_id,
             "serverInfo": dict(SERVER_INFO),
             "sessionId": session_id,
@@ -308,7 +342,7 @@ class Broker:
                     "tradingType": "STKNOPT",
                     "businessType": "IB_PROSERVE",
                     "ibEntity": "IBLLC-US",
-                    "faclient": False,
+                    "faclient": self.advisor,
                     "clearingStatus": "O",
                     "covestor": False,
                     "noClientTrading": False,
@@ -455,11 +489,25 @@ class Broker:
         accounts = {main.account_id: main}
         if self._bulk_id is not None:
             accounts[self._bulk_id] = self._generate_bulk(self._bulk_id, rng, equities)
+        for account_id in self.account_ids:
+            if account_id not in accounts:  # advisor sub-accounts, each from its own draws
+                accounts[account_id] = self._generate_sub_account(account_id, equities)
         for account in accounts.values():
             account.previous_day_equity = account.cash + sum(
                 h.quantity * h.avg_price * h.contract.multiplier for h in account.holdings.values()
             )
         return accounts
+
+    def _generate_sub_account(self, account_id: str, equities: list[Instrument]) -> Account:
+        rng = random.Random(f"broker-sub-account:{self._seed}:{account_id}")
+        account = Account(account_id, alias=account_id, cash=SUB_ACCOUNT_CASH)
+        for inst in sorted(rng.sample(equities, min(4, len(equities))), key=lambda i: i.conid):
+            contract = stock_contract(inst)
+            quantity = float(rng.randrange(5, 101, 5))
+            cost = round(self.price(contract) * rng.uniform(0.8, 1.2), 4)
+            account.holdings[contract.conid] = Holding(contract, quantity, cost)
+            account.cash -= quantity * cost
+        return account
 
     def _generate_bulk(
         self, account_id: str, rng: random.Random, equities: list[Instrument]

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 DEFAULT_SEED = 42
 DEFAULT_MAIN_ACCOUNT = "DU1234567"
 DEFAULT_BULK_ACCOUNT = "DU7654321"
+LOGIN_MODES = ("individual", "advisor")
+"""``individual``: one login, its own account(s) (the default). ``advisor``: a financial
+advisor's login, whose /iserver/accounts also lists the group All, a user group and an
+allocation profile besides several real sub-accounts (see `ib_pipeline.simulator.real_world`)."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,22 @@ class FaultSpec:
         return ",".join(parts) or "none"
 
 
+def _check_conids(
+    splits: Mapping[int, Sequence[tuple[date, float]]], delayed: frozenset[int]
+) -> None:
+    """ValueError naming any conid of ``splits`` or ``delayed`` the simulator does not serve."""
+    # Imported here: the instrument tables load numpy and the calendars, which the CLI must not
+    # pay for before it has parsed its options.
+    from ib_pipeline.simulator.instruments import by_conid  # noqa: PLC0415
+
+    for name, conids in (("splits", list(splits)), ("delayed_conids", sorted(delayed))):
+        for conid in conids:
+            try:
+                by_conid(conid)
+            except KeyError:
+                raise ValueError(f"{name}: unknown conid {conid}") from None
+
+
 def _valid_keys() -> str:
     return ", ".join(_FAULT_KEYS)
 
@@ -185,6 +206,12 @@ class SimulatorConfig:
       measured on the simulator's clock; None never times out.
     - ``main_account``: the trading account; ``bulk_account`` a second account holding
       ``bulk_positions`` small positions so position paging is exercised (0 = no second account).
+    - ``login``: ``"individual"`` (default) or ``"advisor"`` (`LOGIN_MODES`): an advisor login
+      adds sub-accounts, and /iserver/accounts lists groups and profiles besides the accounts.
+    - ``splits``: conid -> [(effective date, ratio)]; history is served split-adjusted as of the
+      clock's date, exactly as the real service (empty: no splits).
+    - ``delayed_conids``: instruments the account has no market-data subscription for: their
+      history and snapshots lag 15 minutes and are flagged delayed (``mdAvailability``, 6509).
     """
 
     host: str = "127.0.0.1"
@@ -203,6 +230,9 @@ class SimulatorConfig:
     bulk_account: str = DEFAULT_BULK_ACCOUNT
     bulk_positions: int = 250
     starting_cash: float = 1_000_000.0
+    login: str = "individual"
+    splits: Mapping[int, Sequence[tuple[date, float]]] = field(default_factory=dict, hash=False)
+    delayed_conids: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -221,6 +251,12 @@ class SimulatorConfig:
             raise ValueError("token must not be empty")
         if not self.starting_cash > 0:
             raise ValueError(f"starting_cash must be > 0, got {self.starting_cash}")
+        if self.login not in LOGIN_MODES:
+            raise ValueError(f"login must be one of {', '.join(LOGIN_MODES)}, got {self.login!r}")
+        if not isinstance(self.delayed_conids, frozenset):
+            object.__setattr__(self, "delayed_conids", frozenset(self.delayed_conids))
+        if self.splits or self.delayed_conids:
+            _check_conids(self.splits, self.delayed_conids)
 
     def resolve_token(self) -> str | None:
         """The bearer token to require, or None. Reads ``token_env`` from the environment;

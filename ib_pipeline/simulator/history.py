@@ -320,13 +320,25 @@ def history_response_with_report(
     instrument = market.instrument(request.conid)
     start, end = history_window(instrument, request.period, request.end, request.outside_rth)
     first = market.history_start(request.conid, request.outside_rth)
-    if first is None or end <= first or start >= market.clock.now():
+    last = market.history_end(request.conid, request.outside_rth)
+    if (
+        first is None
+        or end <= first
+        or start >= market.clock.now()
+        or (last is not None and start >= last)
+    ):
         no_data = HISTORY_ERRORS["no_data"]
         return no_data.status, no_data.body(), []
     bars = market.bars(request.conid, request.bar, start, end, request.outside_rth, limit=MAX_BARS)
     rows = _rows(bars, instrument, request.source)
     body: dict[str, Any] = _metadata(
-        instrument, request=request, start=start, end=end, bars=bars, rows=rows
+        instrument,
+        market_delayed=market.is_delayed(request.conid),
+        request=request,
+        start=start,
+        end=end,
+        bars=bars,
+        rows=rows,
     )
     report: list[Corruption] = []
     if bad_data is not None and len(bars):
@@ -370,9 +382,20 @@ def _rows(bars: Bars, instrument: Instrument, source: Source) -> list[dict[str, 
     ]
 
 
+REALTIME_HISTORY_AVAILABILITY = "S"
+"""``mdAvailability`` of a subscribed instrument's history, as IBKR's examples show it."""
+DELAYED_HISTORY_AVAILABILITY = "D"
+"""``mdAvailability`` of delayed history (a guess: see `ib_pipeline.simulator.real_world`)."""
+
+
+def md_availability(delayed: bool) -> str:
+    return DELAYED_HISTORY_AVAILABILITY if delayed else REALTIME_HISTORY_AVAILABILITY
+
+
 def _metadata(
     instrument: Instrument,
     *,
+    market_delayed: bool = False,
     request: HistoryRequest,
     start: datetime,
     end: datetime,
@@ -391,7 +414,7 @@ def _metadata(
         "low": _summary(bars, rows, "l", factor),
         "timePeriod": request.period.label,
         "barLength": request.bar.seconds,
-        "mdAvailability": "S",
+        "mdAvailability": md_availability(market_delayed),
         "mktDataDelay": 0,
         "outsideRth": request.outside_rth,
         "tradingDayDuration": _trading_day_minutes(instrument, end, request.outside_rth),

@@ -15,10 +15,11 @@ speaks HTTP.
 
 from __future__ import annotations
 
+import calendar
 import functools
 import itertools
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from ib_pipeline.calendars import TradingHours, trading_hours_for
 
@@ -56,6 +57,12 @@ class Instrument:
     daily_vol: float  # standard deviation of a session's log return
     avg_daily_volume: int  # regular-session volume of an average day, in shares (units)
     spread_ticks: int  # bid and ask sit this many ticks either side of the last price
+    # Dated futures only (None otherwise): the contract's expiration and last trade date, and
+    # the conid of its root (the continuous contract whose market the month follows).
+    expiry: date | None = None
+    last_trade_date: date | None = None
+    underlying_conid: int | None = None
+    multiplier: int = 1
 
     def __post_init__(self) -> None:
         problems = []
@@ -69,10 +76,17 @@ class Instrument:
             problems.append("base_price, daily_vol and avg_daily_volume must be positive")
         if self.spread_ticks < 1:
             problems.append("spread_ticks must be at least 1")
+        if self.last_trade_date is not None and self.last_trade_date < self.first_date:
+            problems.append("last_trade_date must not precede first_date")
         if problems:
             raise ValueError(
                 f"invalid instrument {self.symbol} ({self.conid}): {'; '.join(problems)}"
             )
+
+    @property
+    def is_dated_future(self) -> bool:
+        """A futures contract month (its own conid, an expiry), not the continuous root."""
+        return self.expiry is not None
 
     @property
     def trading_hours(self) -> TradingHours:
@@ -284,13 +298,127 @@ _OTHERS: tuple[Instrument, ...] = (
 
 
 UNIVERSE: tuple[Instrument, ...] = _STOCKS + _OTHERS
-"""Every instrument the simulator serves, in a stable order."""
+"""Every instrument the simulator served before issue 13, in a stable order (the demo, the
+accounts' holdings and many tests are built on exactly these)."""
+
+
+def _non_us(  # noqa: PLR0917 - one row of the table below, read positionally
+    symbol: str,
+    name: str,
+    exchange: str,
+    currency: str,
+    tick: float,
+    price: float,
+    vol: float,
+    adv_millions: float,
+) -> Instrument:
+    return Instrument(
+        conid=next(_invented_conids),
+        symbol=symbol,
+        sec_type="STK",
+        exchange=exchange,
+        listing_exchange=exchange,
+        company_name=name,
+        currency=currency,
+        is_etf=False,
+        lot_size=1,
+        min_tick=tick,
+        first_date=HISTORY_START,
+        base_price=price,
+        daily_vol=vol,
+        avg_daily_volume=int(adv_millions * 1_000_000),
+        spread_ticks=1,
+    )
+
+
+NON_US_STOCKS: tuple[Instrument, ...] = (
+    # Invented conids (no authoritative source for the real ones was at hand: see real_world).
+    # Prices in the exchange's quoting unit: LSE in pence (GBp) while the currency reads GBP.
+    _non_us("SAP", "SAP SE", "IBIS", "EUR", 0.01, 180.0, 0.016, 1.5),
+    _non_us("SIE", "SIEMENS AG-REG", "IBIS", "EUR", 0.01, 170.0, 0.015, 1.2),
+    _non_us("VOD", "VODAFONE GROUP PLC", "LSE", "GBP", 0.02, 72.0, 0.016, 60),
+    _non_us("7203", "TOYOTA MOTOR CORP", "TSEJ", "JPY", 1.0, 2800.0, 0.017, 25),
+    _non_us("700", "TENCENT HOLDINGS LTD", "SEHK", "HKD", 0.2, 380.0, 0.020, 18),
+    _non_us("BHP", "BHP GROUP LTD", "ASX", "AUD", 0.01, 45.0, 0.015, 7),
+    _non_us("RY", "ROYAL BANK OF CANADA", "TSE", "CAD", 0.01, 140.0, 0.011, 4),
+)  # fmt: skip
+"""Stocks on IBKR's non-US venues (IBIS, LSE, TSEJ, SEHK, ASX, TSE): sessions from their own
+exchange calendars, volumes and sizes in shares (lot 1). Not in `UNIVERSE`, so the default
+accounts and every count built on `UNIVERSE` stay as they were; searchable and quotable."""
+
+
+FUTURE_MONTH_CODES = {3: "H", 6: "M", 9: "U", 12: "Z"}
+"""The quarterly cycle of the equity index futures (ES, NQ): March, June, September, December."""
+
+FUTURE_MONTHS_FIRST_YEAR = 2005
+FUTURE_MONTHS_LAST_YEAR = 2031
+_FUTURE_CONID_BASE = 950_000_000
+_FUTURE_ROOTS = {"ES": (1, 50), "NQ": (2, 20)}  # root -> (conid block, multiplier)
+
+
+def third_friday(year: int, month: int) -> date:
+    """The third Friday of a month: the expiration of the CME equity index futures."""
+    first = date(year, month, 1)
+    first_friday = first + timedelta(days=(calendar.FRIDAY - first.weekday()) % 7)
+    return first_friday + timedelta(weeks=2)
+
+
+def future_month_conid(root: str, year: int, month: int) -> int:
+    """The invented conid of a contract month, stable and readable:
+    ``950_000_000 + block * 100_000 + (year % 1000) * 100 + month`` (ES Mar 2025 -> 950_102_503)."""
+    block = _FUTURE_ROOTS[root][0]
+    return _FUTURE_CONID_BASE + block * 100_000 + (year % 1000) * 100 + month
+
+
+def _future_month(root: Instrument, year: int, month: int) -> Instrument:
+    expiry = third_friday(year, month)
+    # Listed about a year ahead: from the day after the same month's expiry a year earlier.
+    listed = max(HISTORY_START, third_friday(year - 1, month) + timedelta(days=1))
+    return Instrument(
+        conid=future_month_conid(root.symbol, year, month),
+        symbol=root.symbol,
+        sec_type="FUT",
+        exchange=root.exchange,
+        listing_exchange=root.listing_exchange,
+        company_name=root.company_name,
+        currency=root.currency,
+        is_etf=False,
+        lot_size=1,
+        min_tick=root.min_tick,
+        first_date=listed,
+        base_price=root.base_price,
+        daily_vol=root.daily_vol,
+        avg_daily_volume=root.avg_daily_volume,
+        spread_ticks=root.spread_ticks,
+        expiry=expiry,
+        # The business day before expiration, as IBKR's futures listing shows it (ltd).
+        last_trade_date=expiry - timedelta(days=1),
+        underlying_conid=root.conid,
+        multiplier=_FUTURE_ROOTS[root.symbol][1],
+    )
+
+
+FUTURE_MONTHS: tuple[Instrument, ...] = tuple(
+    _future_month(root, year, month)
+    for root in _OTHERS
+    if root.sec_type == "FUT" and root.symbol in _FUTURE_ROOTS
+    for year in range(FUTURE_MONTHS_FIRST_YEAR, FUTURE_MONTHS_LAST_YEAR + 1)
+    for month in FUTURE_MONTH_CODES
+)
+"""ES and NQ by contract month, 2005-2031, each with its own (invented) conid; their root (the
+existing ES/NQ conid) stays the continuous contract that contract search returns."""
+
+SEARCHABLE: tuple[Instrument, ...] = UNIVERSE + NON_US_STOCKS
+"""What contract search and `by_symbol` find (contract months are found via their root)."""
+
+ALL_INSTRUMENTS: tuple[Instrument, ...] = SEARCHABLE + FUTURE_MONTHS
+"""Every conid the simulator serves (the market's default universe)."""
 
 
 @functools.cache
 def _index() -> dict[int, Instrument]:
     index: dict[int, Instrument] = {}
-    for item in UNIVERSE:
+    for item in ALL_INSTRUMENTS:
         if item.conid in index:
             raise ValueError(
                 f"duplicate conid {item.conid}: {index[item.conid].symbol} and {item.symbol}"
@@ -309,11 +437,21 @@ def by_conid(conid: int) -> Instrument:
 
 def by_symbol(symbol: str, sec_type: str | None = None) -> list[Instrument]:
     """Instruments whose symbol matches ``symbol`` (case-insensitive), optionally of one
-    ``sec_type``; an empty list when none does."""
+    ``sec_type``; an empty list when none does. Contract months are not listed (see
+    `future_months`)."""
     wanted = symbol.strip().upper()
     kind = sec_type.strip().upper() if sec_type else None
     return [
         item
-        for item in UNIVERSE
+        for item in SEARCHABLE
         if item.symbol == wanted and (kind is None or item.sec_type == kind)
     ]
+
+
+def future_months(root_symbol: str) -> list[Instrument]:
+    """Every contract month of a futures root (ES, NQ), by expiry; empty for another symbol."""
+    wanted = root_symbol.strip().upper()
+    return sorted(
+        (item for item in FUTURE_MONTHS if item.symbol == wanted),
+        key=lambda item: item.expiry or date.min,
+    )

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ib_pipeline.simulator import answers
 from ib_pipeline.simulator.answers import Answer
+from ib_pipeline.simulator.futures import futures_listing, secdef_info
 from ib_pipeline.simulator.history import history_response
 from ib_pipeline.simulator.instruments import by_conid
 from ib_pipeline.simulator.pacing import Limit
@@ -106,6 +107,14 @@ def _search(params: Any, state: SimState) -> Answer:
     return 200, secdef_search(symbol.strip(), sec_type or None, name, today=today)
 
 
+async def trsrv_futures(request: web.Request, state: SimState) -> web.Response:
+    return respond(futures_listing(request.query.get("symbols"), state.clock.now().date()))
+
+
+async def secdef_info_get(request: web.Request, state: SimState) -> web.Response:
+    return respond(secdef_info(request.query))
+
+
 async def unsubscribe_all(request: web.Request, state: SimState) -> web.Response:
     return json_response({"unsubscribed": True})
 
@@ -123,4 +132,6 @@ ROUTES = (
     Route("GET", "/iserver/secdef/search", search_get, Access.BROKERAGE),
     Route("POST", "/iserver/secdef/search", search_post, Access.BROKERAGE),
     Route("GET", "/iserver/marketdata/unsubscribeall", unsubscribe_all, Access.BROKERAGE),
+    Route("GET", "/trsrv/futures", trsrv_futures, Access.SSO),
+    Route("GET", "/iserver/secdef/info", secdef_info_get, Access.BROKERAGE),
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ib_pipeline.simulator.answers import account_not_found
+from ib_pipeline.simulator.answers import account_not_found, not_an_account
 from ib_pipeline.simulator.params import parse_count
 from ib_pipeline.simulator.routes_base import (
     Access,
@@ -26,6 +26,8 @@ from ib_pipeline.simulator.state import SimState
 async def positions(request: web.Request, state: SimState) -> web.Response:
     account_id = request.match_info["accountId"]
     page_text = request.match_info["pageId"]
+    if state.broker.is_group_or_profile(account_id):
+        return respond(not_an_account(account_id))
     if not state.broker.has_account(account_id):
         return respond(account_not_found(account_id))
     page = parse_count(page_text)
@@ -36,6 +38,8 @@ async def positions(request: web.Request, state: SimState) -> web.Response:
 
 async def summary(request: web.Request, state: SimState) -> web.Response:
     account_id = request.match_info["accountId"]
+    if state.broker.is_group_or_profile(account_id):
+        return respond(not_an_account(account_id))
     if not state.broker.has_account(account_id):
         return respond(account_not_found(account_id))
     return json_response(state.broker.summary_payload(account_id))

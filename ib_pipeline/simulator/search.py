@@ -9,9 +9,11 @@ the symbol. No match is an empty list (the simulator's choice: no capture of the
 no-match answer was found, and an empty list is what its clients handle).
 
 Futures: the real gateway answers a futures search with the underlying's conid and lists the
-contract months in a section, to be resolved by another endpoint. The simulator has one
-continuous contract per root, so the match carries that contract's own conid and the months are
-informational (the next four quarterly months after ``today`` when it is given).
+contract months in a section, to be resolved by another endpoint. The simulator's match carries
+the root's conid (its continuous contract, which has a market of its own) and the months (the next
+four quarterly months after ``today`` when it is given); the months themselves, each with its own
+conid, come from ``/trsrv/futures`` and ``/iserver/secdef/info`` (`futures`). Non-US stocks
+(`instruments.NON_US_STOCKS`) are searchable too.
 
 What it must never do: touch market data or HTTP.
 """
@@ -23,7 +25,7 @@ from datetime import date
 from typing import Any
 
 from ib_pipeline.simulator.answers import Answer, bad_request
-from ib_pipeline.simulator.instruments import UNIVERSE, Instrument
+from ib_pipeline.simulator.instruments import SEARCHABLE, Instrument
 
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
@@ -39,7 +41,7 @@ def secdef_search(
     name: bool = False,
     *,
     today: date | None = None,
-    universe: tuple[Instrument, ...] = UNIVERSE,
+    universe: tuple[Instrument, ...] = SEARCHABLE,
 ) -> list[dict[str, Any]]:
     """Gateway-shaped matches for ``symbol`` (or, with ``name``, for a company-name fragment),
     optionally restricted to one ``sec_type`` (STK, FUT, CASH; "ETF" is treated as STK).

@@ -73,7 +73,7 @@ def build_state(config: SimulatorConfig, clock: Clock | None = None) -> SimState
     wall clock when ``now`` is None)."""
     if clock is None:
         clock = FixedClock(config.now) if config.now is not None else SystemClock()
-    market = Market(config.seed, clock)
+    market = Market(config.seed, clock, splits=config.splits, delayed_conids=config.delayed_conids)
     broker = Broker(
         market,
         seed=config.seed,
@@ -81,6 +81,7 @@ def build_state(config: SimulatorConfig, clock: Clock | None = None) -> SimState
         bulk_account=config.bulk_account if config.bulk_positions else None,
         bulk_positions=config.bulk_positions,
         starting_cash=config.starting_cash,
+        advisor=config.login == "advisor",
     )
     session = GatewaySession(
         clock,

@@ -29,6 +29,7 @@ from ib_pipeline.simulator.bad_data import BadDataSpec, Corruption
 from ib_pipeline.simulator.bars import Bars
 from ib_pipeline.simulator.broker import Broker
 from ib_pipeline.simulator.epoch import from_ms
+from ib_pipeline.simulator.futures import listed_months
 from ib_pipeline.simulator.history import (
     MAX_BARS,
     HistoryRequestError,
@@ -71,12 +72,51 @@ class MarketTruth:
         start: datetime,
         end: datetime,
         outside_rth: bool = False,
+        *,
+        as_of: datetime | None = None,
+        as_traded: bool = False,
     ) -> pa.Table:
         """Every clean, completed bar with ``start <= ts < end``, as the server serves them
-        (over as many pages as it takes). ValueError for an unknown bar size."""
+        (over as many pages as it takes). ValueError for an unknown bar size.
+
+        For an instrument with splits, the bars are adjusted as of the clock's now, as served;
+        ``as_of`` gives them adjusted as of another moment (what a request at that time got),
+        ``as_traded`` unadjusted (each bar at the prices it traded at)."""
         bar = parse_bar_size(bar_size)
-        bars = self.market.bars(conid, bar, start, end, outside_rth)
+        bars = self.market.bars(
+            conid, bar, start, end, outside_rth, as_of=as_of, as_traded=as_traded
+        )
         return bars_table(conid, bar.label, bars)
+
+    def splits(self, conid: int | None = None) -> list[dict[str, Any]]:
+        """The seeded splits (``conid``, ``effective``, ``ratio``), of one conid or of all."""
+        return [
+            {"conid": c, "effective": day, "ratio": ratio}
+            for c, events in sorted(self.market.splits.items())
+            if conid is None or c == conid
+            for day, ratio in events
+        ]
+
+    def is_delayed(self, conid: int) -> bool:
+        """Whether ``conid``'s data is served delayed (history ``mdAvailability`` "D",
+        snapshot 6509 "DpB", 15 minutes behind the clock)."""
+        return self.market.is_delayed(conid)
+
+    def futures(self, root_symbol: str) -> list[dict[str, Any]]:
+        """The root's contract months listed now, as ``/trsrv/futures`` lists them (nearest
+        first): conid, expiry, last trade date."""
+        today = self.market.clock.now().date()
+        return [
+            {
+                "conid": item.conid,
+                "symbol": item.symbol,
+                "underlying_conid": item.underlying_conid,
+                "expiry": item.expiry,
+                "last_trade_date": item.last_trade_date,
+                "first_date": item.first_date,
+            }
+            for item in listed_months(root_symbol, today)
+        ]
 
     def served_bars(self, params: Mapping[str, str]) -> pa.Table:
         """The clean bars one history request (raw query parameters) returns, after the
@@ -150,8 +190,31 @@ class SimulatorTruth(MarketTruth):
 
     @property
     def accounts(self) -> list[str]:
-        """Account ids, the trading (main) account first."""
+        """Account ids, the trading (main) account first: the real accounts only (what
+        /portfolio/accounts lists; an advisor login's sub-accounts included)."""
         return list(self._broker.account_ids)
+
+    @property
+    def account_groups(self) -> list[str]:
+        """Groups /iserver/accounts lists on an advisor login (``All``, ``GROUP1``): not
+        accounts."""
+        return self._broker.groups
+
+    @property
+    def account_profiles(self) -> list[str]:
+        """Allocation profiles/models /iserver/accounts lists on an advisor login: not
+        accounts."""
+        return self._broker.profiles
+
+    def is_real_account(self, account_id: str) -> bool:
+        """Whether ``account_id`` is a real account (positions, summary), not a group or
+        profile."""
+        return self._broker.has_account(account_id)
+
+    @property
+    def selected_account(self) -> str:
+        """The ``selectedAccount`` /iserver/accounts answers (the main account)."""
+        return self._broker.main_account_id
 
     def positions(self, account_id: str) -> list[dict[str, Any]]:
         """The account's positions now, sorted by conid (POSITIONS column names; shares)."""

@@ -17,13 +17,12 @@ contracts         contracts/part.parquet                                      co
 accounts          accounts/part.parquet                                       account_id
 ================  ==========================================================  ================
 
-- Bars are never partitioned by symbol. The folder below ``bar_size`` is the exchange-local
-  trading-session date for bars shorter than an hour (``session_date=2024-11-26``), the session
-  month for 1h-8h bars (``session_month=2024-11``) and the year for daily, weekly and monthly
-  bars (``session_year=2024``), so files are neither tiny nor huge. Stored bars carry a
-  ``session_date`` column (the trading session a bar belongs to: an extended-hours US session
-  crosses midnight UTC, a CME session opens the evening before its date); for sub-hour bars the
-  folder names it too, so DuckDB skips whole files on a ``session_date`` filter.
+- Bars are never partitioned by symbol. The folder below ``bar_size`` is the session date,
+  month or year, by bar size (`storage.bar_periods`), so files are neither tiny nor huge.
+  Stored bars carry a ``session_date`` column (the trading session a bar belongs to: an
+  extended-hours US session crosses midnight UTC, a CME session opens the evening before its
+  date); for sub-hour bars the folder names it too, so DuckDB skips whole files on a
+  ``session_date`` filter.
 - Snapshot datasets carry ``as_of``, the time the snapshot was taken (for quotes and orders the
   store adds it from the write call; positions and summaries have it already); their ``date``
   is the UTC date of ``as_of``.
@@ -51,8 +50,8 @@ from ib_pipeline.ibkr.tables import (
     SNAPSHOT_QUOTES,
     TS,
 )
+from ib_pipeline.storage.bar_periods import Granularity, bar_folder, granularity
 from ib_pipeline.storage.paths import Partition, safe_value
-from ib_pipeline.timeframes import BarKind, parse_bar_size
 
 AS_OF = pa.field("as_of", TS, nullable=False)
 SESSION_DATE = pa.field("session_date", pa.date32(), nullable=False)
@@ -90,6 +89,7 @@ class DatasetSpec:
     adds_as_of: bool  # the store adds ``as_of`` from the write call
     layouts: tuple[Layout, ...]  # partition folder shapes, for DuckDB
     group: Grouper  # rows -> partitions
+    replace_by: str | None = None  # the instrument column a replace is scoped by (`Store.load`)
 
     def empty(self) -> pa.Table:
         return self.schema.empty_table()
@@ -133,36 +133,23 @@ def _dictionary(column: pa.ChunkedArray) -> tuple[npt.NDArray[np.int64], list[st
     return indices, [str(v) for v in encoded.dictionary.to_pylist()]
 
 
-def bar_folder(bar_size: str, session_day: np.datetime64) -> tuple[str, str]:
-    """The partition folder key and value of a bar: its session date, month or year."""
-    bar = parse_bar_size(bar_size)
-    text = str(session_day.astype("datetime64[D]"))
-    if bar.kind is BarKind.INTRADAY and bar.minutes < 60:
-        return "session_date", text
-    if bar.kind is BarKind.INTRADAY:
-        return "session_month", text[:7]
-    return "session_year", text[:4]
-
-
 def _group_bars(table: pa.Table) -> list[tuple[Partition, npt.NDArray[np.int64]]]:
+    """Rows by (bar size, partition period): the rule of `storage.bar_periods`."""
     sizes, labels = _dictionary(table.column("bar_size"))
     days = np.asarray(table.column("session_date").cast(pa.int32()).to_numpy(), dtype=np.int64)
     period_code = np.empty_like(days)
     dates = days.astype("datetime64[D]")
+    unit = {Granularity.SESSION: "D", Granularity.MONTH: "M", Granularity.YEAR: "Y"}
     for position, label in enumerate(labels):
         rows = sizes == position
-        bar = parse_bar_size(label)
-        if bar.kind is BarKind.INTRADAY and bar.minutes < 60:
-            period_code[rows] = days[rows]
-        elif bar.kind is BarKind.INTRADAY:
-            period_code[rows] = dates[rows].astype("datetime64[M]").astype(np.int64)
-        else:
-            period_code[rows] = dates[rows].astype("datetime64[Y]").astype(np.int64)
+        period = dates[rows].astype(f"datetime64[{unit[granularity(label)]}]")
+        period_code[rows] = period.astype(np.int64)
     groups = []
     for rows in _split([sizes, period_code]):
         first = int(rows[0])
         label = labels[int(sizes[first])]
-        pairs = (("bar_size", label), bar_folder(label, dates[first]))
+        day = dates[first].astype(object)
+        pairs = (("bar_size", label), bar_folder(label, day))
         groups.append((Partition.from_pairs("bars", pairs), rows))
     return groups
 
@@ -248,6 +235,7 @@ DATASETS: dict[str, DatasetSpec] = {
                 ),
             ),
             group=_group_bars,
+            replace_by="conid",
         ),
         DatasetSpec(
             name="quotes",

@@ -27,7 +27,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Any
 
 import fsspec
 
@@ -54,45 +54,6 @@ def temp_name(name: str) -> str:
 
 def is_temp_name(name: str) -> bool:
     return _TEMP_RE.match(name) is not None
-
-
-class Root(Protocol):
-    """The operations the store needs from a warehouse root."""
-
-    @property
-    def url(self) -> str:
-        """The root as DuckDB and humans see it: an absolute folder path or a URL."""
-        ...
-
-    @property
-    def is_local(self) -> bool: ...
-
-    def full(self, rel: str) -> str:
-        """Absolute path or URL of ``rel``."""
-        ...
-
-    def write_atomic(self, rel: str, data: bytes) -> None: ...
-
-    def read_bytes(self, rel: str) -> bytes: ...
-
-    def exists(self, rel: str) -> bool: ...
-
-    def size(self, rel: str) -> int: ...
-
-    def remove(self, rel: str) -> None: ...
-
-    def files(self, rel_dir: str, suffix: str) -> list[str]:
-        """Root-relative paths of the files under ``rel_dir`` (recursively) whose name ends in
-        ``suffix`` and does not start with a dot, sorted."""
-        ...
-
-    def lock(self, rel_dir: str) -> contextlib.AbstractContextManager[None]:
-        """Exclusive lock on a folder for a read-merge-write cycle (local only; no-op remote)."""
-        ...
-
-    def filesystem(self) -> Any:
-        """The fsspec filesystem to register with DuckDB, or None for local roots."""
-        ...
 
 
 class LocalRoot:

@@ -13,8 +13,14 @@ Semantics of a load (`Store.load`, `Store.write` for one batch)
 - ``mode="merge"`` (default): a partition becomes the union of what it held and the new rows,
   keyed by the dataset key; for a key present in both, the newer row wins (later batches win
   over earlier ones). No duplicates, whatever overlaps.
-- ``mode="replace"``: a partition that receives rows becomes exactly those rows (replay uses
-  it: the raw zone is the truth). Partitions receiving no rows are never touched.
+- ``mode="replace"``: the rows a partition receives replace what it held *for what the load
+  fetched*: for datasets filed by instrument (`DatasetSpec.replace_by`: bars), only the
+  stored rows of the instruments the load brought to that partition, inside the windows of
+  the batches that brought them (the whole partition for a batch without a window); the
+  other instruments' rows are kept and merged by key. For other datasets the partition
+  becomes exactly the new rows. Loading never deletes rows of instruments it did not fetch.
+  Partitions receiving no rows are never touched. (The bar loader and replay use it: a
+  re-fetched or replayed range is the truth for its instrument.)
 - A partition is written whole: new file beside the old one, fsync, rename (`storage.fs`);
   then the manifest; a reader sees the old or the new partition, never a mix.
 - One writer per partition at a time: local roots take a folder lock; on object stores it is
@@ -229,6 +235,7 @@ class Store:
         now_ms = round(now.timestamp() * 1000)
         started = time.perf_counter()
         sources: list[Any] = []
+        windows: list[tuple[datetime, datetime] | None] = []  # per batch ordinal, as sources
 
         new_rows: dict[Partition, list[pa.Table]] = {}
         by_group: dict[tuple[Any, ...], list[pa.Table]] = {}  # quarantine records, group-major
@@ -246,6 +253,7 @@ class Store:
                 break
             first = len(sources)  # sources, batch ordinals: numbered across all chunks
             sources.extend(as_source(scrub(batch.source)) for batch in batches)
+            windows.extend(batch.window for batch in batches)
             for group, indices, context in _context_groups(batches, now, group_hours):
                 tables = [batches[i].table for i in indices]
                 counts = [t.num_rows for t in tables]
@@ -296,6 +304,7 @@ class Store:
                     mode=mode,
                     written_at=iso_ms(now_ms),
                     quarantined=per_partition_q.get(partition.id, 0),
+                    scope=_scope(spec, parts, windows) if mode == "replace" else None,
                 )
             )
         written = _run_writes(writes)
@@ -363,6 +372,7 @@ class Store:
         mode: Mode,
         written_at: str,
         quarantined: int,
+        scope: Scope | None = None,
     ) -> PartitionWrite:
         with self.root.lock(partition.folder):
             previous_bytes = (
@@ -372,9 +382,19 @@ class Store:
             )
             parts = list(tables)
             previous_sources: list[Any] = []
-            if mode == "merge" and previous_bytes is not None:
+            kept = None
+            if previous_bytes is not None and mode == "merge":
                 previous_table = self._read_table(partition.data_path, previous_bytes)
-                parts.insert(0, _conform_stored(spec, previous_table))
+                kept = _conform_stored(spec, previous_table)
+            elif previous_bytes is not None and scope is not None:
+                try:
+                    previous_table = self._read_table(partition.data_path, previous_bytes)
+                except ValueError:  # unreadable (corrupt): nothing to keep, the replace repairs
+                    previous_table = None
+                if previous_table is not None:
+                    kept = _outside_scope(spec, _conform_stored(spec, previous_table), scope)
+            if kept is not None and (mode == "merge" or kept.num_rows):
+                parts.insert(0, kept)
                 previous = self._read_manifest(partition)
                 previous_sources = previous.sources if previous is not None else []
             merged = keys.merge(parts, spec.file_key, spec.sort)
@@ -540,6 +560,60 @@ def _conform_stored(spec: DatasetSpec, table: pa.Table) -> pa.Table:
             column = pa.nulls(table.num_rows, stored_field.type)
         columns.append(column)
     return pa.Table.from_arrays(columns, schema=spec.schema)
+
+
+Scope = dict[int, list[tuple[datetime, datetime] | None]]
+"""What a replace rewrites in one partition: instrument -> the windows it was fetched for
+(None: the whole partition)."""
+
+
+def _scope(
+    spec: DatasetSpec, parts: list[pa.Table], windows: list[tuple[datetime, datetime] | None]
+) -> Scope | None:
+    """The instruments (and their batches' windows) that ``parts`` bring to a partition;
+    None for a dataset not filed by instrument (its partition is replaced whole)."""
+    if spec.replace_by is None:
+        return None
+    scope: Scope = {}
+    for table in parts:
+        pairs = (
+            pa.table({"id": table.column(spec.replace_by), "ordinal": table.column(keys.ORDINAL)})
+            .group_by(["id", "ordinal"])
+            .aggregate([])
+        )
+        for instrument, ordinal in zip(
+            pairs.column("id").to_pylist(), pairs.column("ordinal").to_pylist(), strict=True
+        ):
+            found = scope.setdefault(int(instrument), [])
+            window = windows[int(ordinal)]
+            if window not in found:
+                found.append(window)
+    return scope
+
+
+def _outside_scope(spec: DatasetSpec, table: pa.Table, scope: Scope) -> pa.Table:
+    """The stored rows a scoped replace keeps: those of other instruments, or outside every
+    window their instrument was fetched for."""
+    if not table.num_rows or spec.replace_by is None:
+        return table
+    ids = np.asarray(table.column(spec.replace_by).to_numpy(zero_copy_only=False))
+    drop = np.zeros(table.num_rows, dtype=bool)
+    stamps = None
+    for instrument, instrument_windows in scope.items():
+        mine = ids == instrument
+        if not mine.any():
+            continue
+        if None in instrument_windows or spec.time_column is None:
+            drop |= mine
+            continue
+        if stamps is None:
+            column = table.column(spec.time_column).cast(pa.int64())
+            stamps = np.asarray(column.to_numpy(), dtype=np.int64)
+        for window in instrument_windows:
+            if window is not None:
+                start, end = (round(t.timestamp() * 1000) for t in window)
+                drop |= mine & (stamps >= start) & (stamps < end)
+    return table.filter(pa.array(~drop)) if drop.any() else table
 
 
 def _count_by(values: list[str]) -> dict[str, int]:

@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dagster_support import Pipeline
 
-from assets.definitions import CheckOutcome, RunSummary, run_assets, summarize_run
 from assets.resources import IbkrClientResource
+from assets.runs import CheckOutcome, RunSummary, run_assets, summarize_run
 from ib_pipeline.calendars import Session, calendar_for
 from ib_pipeline.ibkr import normalize
 from ib_pipeline.ibkr.client import IbkrClient

@@ -21,8 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from assets.definitions import build_definitions, run_assets, summarize_run
+from assets.definitions import build_definitions
 from assets.resources import IbkrClientResource, WarehouseResource
+from assets.runs import run_assets, summarize_run
 from ib_pipeline.calendars import calendar_for
 from ib_pipeline.clock import Clock
 from ib_pipeline.ibkr.tables import HISTORY_BARS

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 
 from dagster_support import Pipeline
 
-from assets.definitions import run_assets, summarize_run
+from assets.runs import run_assets, summarize_run
 from ib_pipeline.calendars import calendar_for
 from ib_pipeline.raw_zone import RawZone
 from ib_pipeline.simulator.bad_data import BadDataSpec, BadKind
@@ -85,3 +85,19 @@ def test_invalid_bars_fail_the_quarantine_and_completeness_checks(pipeline: Pipe
     pipeline.sim.set_bad_data(BadDataSpec())
     repaired = summarize_run(run_assets(pipeline.defs, ["bars_1min"], partition_range=KEYS))
     assert repaired.success and not repaired.failed_checks
+
+
+def test_fresh_judges_the_newest_partition_only(pipeline: Pipeline) -> None:
+    # The clock is inside the session of 2024-11-26: the last completed session is 2024-11-25.
+    past = summarize_run(
+        run_assets(pipeline.defs, ["bars_1min"], partition_range=("2024-11-21", "2024-11-21"))
+    )
+    fresh = next(c for c in past.checks if (c.asset, c.check) == ("bars_1min", "fresh"))
+    assert fresh.passed, fresh.metadata  # a backfill of history is not stale data
+    assert "newest partition (2024-11-25) only" in fresh.metadata["skipped"]
+    assert fresh.metadata["run_last_partition"] == "2024-11-21"
+
+    newest = summarize_run(run_assets(pipeline.defs, ["bars_1d"], partition_range=("2024", "2024")))
+    fresh = next(c for c in newest.checks if (c.asset, c.check) == ("bars_1d", "fresh"))
+    assert "skipped" not in fresh.metadata  # the run loaded the newest partition: judged
+    assert fresh.passed and fresh.metadata["newest_partition"] == "2024"

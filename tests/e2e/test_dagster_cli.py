@@ -15,8 +15,11 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
+from assets.backfill import run_backfill
 from assets.demo import run_demo
+from assets.gateway import GatewayUnavailableError
 from ib_pipeline.cli.pipeline import backfill
+from ib_pipeline.universe import UNIVERSE_ENV, parse_universe_text
 
 if TYPE_CHECKING:
     from ib_pipeline.simulator import Simulator
@@ -81,6 +84,8 @@ def test_backfill_is_one_run_with_a_summary_then_skips_what_is_complete(
          "contracts is not partitioned"),
         (("--asset", "bars_1min"), "bars_1min is partitioned: give --start and --end"),
         (("--asset", "quotes", "--refetch"), "--refetch applies to bars assets"),
+        (("--asset", "bars_1min", "--start", "9999-12-01", "--end", "9999-12-31"),
+         "9999-12-01 .. 9999-12-31 is outside bars_1min's partitions, which run from 2025-01-02"),
     ],
 )  # fmt: skip
 def test_backfill_usage_errors_name_the_problem(
@@ -92,7 +97,50 @@ def test_backfill_usage_errors_name_the_problem(
     assert wall_clock_sim.stats()["totals"]["requests"] == 0
 
 
-def test_demo_loads_queries_and_leaves_nothing_running(tmp_path: Path) -> None:
+def test_backfill_without_a_gateway_says_so_in_one_line(
+    unused_tcp_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"http://127.0.0.1:{unused_tcp_port}/v1/api"
+    monkeypatch.setenv("IB_PIPELINE_BASE_URL", url)
+    universe = parse_universe_text(UNIVERSE, source="test")
+    with pytest.raises(GatewayUnavailableError) as raised:
+        run_backfill(universe, ["contracts"], start=None, end=None, ephemeral=True)
+    message = str(raised.value)
+    assert message.startswith(f"GATEWAY DOWN: no gateway at {url}") and "\n" not in message
+    assert "ib-pipeline sim" in message
+
+
+def test_an_unknown_ticker_is_one_line_not_a_dagster_traceback(
+    wall_clock_sim: Simulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = UNIVERSE + "  - {symbol: NOSUCHTICKER, sec_type: STK, exchange: NYSE}\n"
+    universe = parse_universe_text(text, source="test")
+    buffer = io.StringIO()
+    monkeypatch.setenv("IB_PIPELINE_BASE_URL", wall_clock_sim.base_url)
+    (outcome,) = run_backfill(
+        universe,
+        ["contracts"],
+        start=None,
+        end=None,
+        warehouse=str(tmp_path / "wh"),
+        ephemeral=True,
+        console=Console(file=buffer, width=160),
+    )
+    assert not outcome.ok
+    (error,) = outcome.summary.errors
+    assert "NOSUCHTICKER" in error and "\n" not in error
+    printed = buffer.getvalue() + "".join(capfd.readouterr())
+    assert "Traceback" not in printed and "DagsterExecutionStepExecutionError" not in printed
+    assert "NOSUCHTICKER" in printed
+
+
+def test_demo_loads_queries_and_leaves_nothing_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(UNIVERSE_ENV, "/nonexistent.yaml")  # the demo uses its own universe
     threads_before = {t.ident for t in threading.enumerate()}
     buffer = io.StringIO()
     console = Console(file=buffer, width=160, force_terminal=False)

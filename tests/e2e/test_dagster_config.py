@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 from dagster_support import SMALL_UNIVERSE, Pipeline
 
-from assets.definitions import build_definitions, run_assets, summarize_run
+from assets.definitions import build_definitions
+from assets.runs import run_assets, summarize_run
 from ib_pipeline.universe import UNIVERSE_ENV, UniverseError, load_universe, parse_universe
 
 if TYPE_CHECKING:

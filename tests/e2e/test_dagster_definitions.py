@@ -114,7 +114,7 @@ def test_instance_keeps_its_storage_local_and_runs_one_at_a_time(
 def test_a_failed_step_is_summarised_by_the_user_error_not_its_library_cause() -> None:
     """The error a run summary shows (backfill, demo) is the one the asset raised, which names
     the setting to change, not the lower-level error it was raised from."""
-    from assets.definitions import summarize_run  # noqa: PLC0415
+    from assets.runs import summarize_run  # noqa: PLC0415
 
     @dg.asset
     def broken() -> None:

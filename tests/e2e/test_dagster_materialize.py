@@ -12,8 +12,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dagster_support import Pipeline
 
-from assets.definitions import build_definitions, run_assets, summarize_run
+from assets.definitions import build_definitions
 from assets.progress import NullProgress
+from assets.runs import run_assets, summarize_run
 from ib_pipeline.calendars import calendar_for
 from ib_pipeline.ibkr.tables import HISTORY_BARS
 from ib_pipeline.storage.manifest import STATUS_OK

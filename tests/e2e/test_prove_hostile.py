@@ -42,7 +42,7 @@ from prove_support import (
     view_counts_of_catalog,
 )
 
-from assets.definitions import run_assets, summarize_run
+from assets.runs import run_assets, summarize_run
 from ib_pipeline.cli import main
 from ib_pipeline.warehouse import connect
 

@@ -35,8 +35,9 @@ from prove_support import (
     files_under,
 )
 
-from assets.definitions import build_definitions, run_assets, summarize_run
+from assets.definitions import build_definitions
 from assets.resources import IbkrClientResource, WarehouseResource
+from assets.runs import run_assets, summarize_run
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.errors import IbkrError
 from ib_pipeline.ibkr.settings import ClientSettings, RetryPolicy

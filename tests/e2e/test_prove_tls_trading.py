@@ -34,8 +34,9 @@ from prove_support import (
     tree,
 )
 
-from assets.definitions import ibkr_resource_from_env, run_assets, summarize_run
+from assets.definitions import ibkr_resource_from_env
 from assets.resources import IbkrClientResource
+from assets.runs import run_assets, summarize_run
 from ib_pipeline.cli import main
 from ib_pipeline.clock import FixedClock
 from ib_pipeline.ibkr.errors import (

@@ -21,6 +21,7 @@ from ib_pipeline.cli import main
 OPTIONS = (
     "--host", "--port", "--tls", "--seed", "--latency-ms", "--faults", "--token-env", "--now",
     "--unauthenticated", "--session-timeout", "--penalty-box", "--no-pacing", "--bulk-positions",
+    "--login", "--split", "--delayed",
 )  # fmt: skip
 CLI = str(Path(sys.executable).parent / "ib-pipeline")
 URL = re.compile(r"serving (https?://\S+/v1/api)")

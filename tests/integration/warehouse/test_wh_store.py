@@ -133,9 +133,29 @@ def test_later_batches_win_and_replace_mode_rebuilds(store: Store, make_bars: Ba
     )
     assert result.rows_valid == 780 and result.partitions[0].rows == 390
     assert store.read("bars").select(newer.column_names).equals(newer)
-    write_bars(store, make_bars([MSFT], D1))
+    msft = make_bars([MSFT], D1)
+    write_bars(store, msft)
     store.write("bars", base, source=SOURCE, run_id="rebuild", hours=HOURS, mode="replace")
-    assert store.read("bars").select(base.column_names).equals(base)  # MSFT gone, base back
+    # AAPL's rows replaced (base back); MSFT, not in the replace, kept
+    stored = store.read("bars").select(base.column_names)
+    assert stored.equals(
+        pa.concat_tables([base, msft]).sort_by([("conid", "ascending"), ("ts", "ascending")])
+    )
+
+
+def test_a_replace_with_a_window_rewrites_only_that_window(store: Store, make_bars: Bars) -> None:
+    full = make_bars([AAPL], D1)
+    write_bars(store, full)
+    ts = full.column("ts").to_pylist()
+    window = (ts[100], ts[200])  # [100, 200): the batch brings rows 100..149 only
+    store.load(
+        "bars",
+        [Batch(full.slice(100, 50), SOURCE, window=window, hours=HOURS)],
+        run_id="window",
+        mode="replace",
+    )
+    kept = store.read("bars").column("ts").to_pylist()
+    assert kept == ts[:150] + ts[200:]  # 150..199: in the window, not re-sent, so gone
 
 
 def test_bad_rows_go_to_quarantine_with_their_reason(store: Store, make_bars: Bars) -> None:

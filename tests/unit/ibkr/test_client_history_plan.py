@@ -4,13 +4,15 @@ paging that bad data cannot steer."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from typing import Any, cast
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from ib_pipeline.calendars import US_EQUITY, bar_starts, calendar_for
+from ib_pipeline.ibkr.endpoints import Endpoint
 from ib_pipeline.ibkr.history import (
     HistoryRange,
     HistoryRequest,
@@ -144,8 +146,9 @@ def test_monthly_bars_of_other_months_are_clipped() -> None:
 
 
 class PagingGateway:
-    """Answers `fetch_range` like the history endpoint (the most recent 1000 of ``times``
-    before ``startTime``), with the earliest bar of its first answer moved to ``bogus``."""
+    """A `response.Call` answering `fetch_range` like the history endpoint (the most recent 1000
+    of ``times`` before ``startTime``), with the earliest bar of its first answer moved to
+    ``bogus``."""
 
     def __init__(self, times: list[int], bogus: int, swap: int | None = None) -> None:
         self.times = times
@@ -153,9 +156,11 @@ class PagingGateway:
         self.swap = swap  # also swap this bar of the first answer with the next one
         self.calls = 0
 
-    async def history_page(
-        self, conid: int, period: str, bar: str, *, start_time: datetime, **_: Any
+    async def call(
+        self, endpoint: Endpoint, *, params: Mapping[str, Any] | None = None, **_: Any
     ) -> RawResponse:
+        assert endpoint.name == "history" and params is not None
+        start_time = datetime.strptime(params["startTime"], "%Y%m%d-%H:%M:%S").replace(tzinfo=UTC)
         cursor = ms_of(start_time)
         data = [
             {"t": t, "o": 1.0, "h": 2.0, "l": 0.5, "c": 1.0, "v": 3}
@@ -166,7 +171,7 @@ class PagingGateway:
             if self.swap is not None:
                 data[self.swap], data[self.swap + 1] = data[self.swap + 1], data[self.swap]
         self.calls += 1
-        return RawResponse("history", {"period": period}, {"data": data}, start_time)
+        return RawResponse("history", dict(params), {"data": data}, start_time)
 
 
 async def test_a_bar_outside_every_session_does_not_steer_the_paging() -> None:
@@ -179,7 +184,7 @@ async def test_a_bar_outside_every_session_does_not_steer_the_paging() -> None:
     )
     saturday = minute(12, 0, day=16)  # before the range start, in no session
     gateway = PagingGateway(times, bogus=saturday)
-    history = await fetch_range(cast(Any, gateway), request)
+    history = await fetch_range(gateway.call, request)
     ts = history.table(lot_size=1).column("ts").cast(pa.int64()).to_pylist()
     assert gateway.calls == 2
     assert ts == [saturday, *times]  # every bar, and the bogus one for the warehouse to reject
@@ -191,7 +196,7 @@ async def test_bars_out_of_order_are_kept_sorted_and_counted() -> None:
     times = [int(t) for s in sessions for t in bar_starts(s, parse_bar_size("1min"), False)]
     request = HistoryRequest(AAPL, "1min", sessions[0].rth_open, sessions[-1].rth_close)
     gateway = PagingGateway(times, bogus=minute(12, 0, day=16), swap=500)
-    history = await fetch_range(cast(Any, gateway), request)
+    history = await fetch_range(gateway.call, request)
     ts = history.table(lot_size=1).column("ts").cast(pa.int64()).to_pylist()
     assert history.out_of_order == 1
     assert ts[1:] == times

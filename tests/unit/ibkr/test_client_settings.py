@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from ib_pipeline.environment import ClientEnvironment
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.errors import ConfigurationError
 from ib_pipeline.ibkr.settings import (
     DEFAULT_BASE_URL,
-    ENVIRONMENT,
     ClientSettings,
     PacingLimits,
     RetryPolicy,
@@ -127,7 +127,7 @@ def test_from_env_reads_every_documented_variable(tmp_path: Path) -> None:
         "IB_PIPELINE_KEEPALIVE_S": "30",
         "OTHER_TOKEN": TOKEN,
     }
-    assert set(ENVIRONMENT) <= set(env)
+    assert set(ClientEnvironment.variables()) <= set(env)
     settings = ClientSettings.from_env(env)
     assert settings.base_url == "https://localhost:5001/v1/api"
     assert settings.ca_bundle == bundle and settings.insecure is False
@@ -158,3 +158,82 @@ def test_insecure_from_env_is_refused_for_remote_hosts() -> None:
     env = {"IB_PIPELINE_BASE_URL": "https://192.168.1.9:5000/v1/api", "IB_PIPELINE_INSECURE": "1"}
     with pytest.raises(ConfigurationError, match="loopback"):
         ClientSettings.from_env(env)
+
+
+VARIABLES = sorted(ClientEnvironment.variables())
+
+
+@pytest.mark.parametrize("name", VARIABLES)
+@pytest.mark.parametrize("empty", ["", "  ", "\t"])
+def test_an_empty_variable_means_unset(name: str, empty: str) -> None:
+    assert ClientSettings.from_env({name: empty}) == ClientSettings()
+
+
+def test_every_variable_is_documented_with_what_it_expects() -> None:
+    assert sorted(
+        f"IB_PIPELINE_{n}"
+        for n in (
+            "BASE_URL", "CA_BUNDLE", "INSECURE", "ACCOUNT", "TOKEN_ENV", "TIMEOUT_S",
+            "ALLOW_TRADING", "ALLOW_LIVE_TRADING", "GLOBAL_RATE", "HISTORY_CONCURRENCY",
+            "KEEPALIVE_S",
+        )
+    ) == VARIABLES  # fmt: skip
+    assert all(ClientEnvironment.variables().values())
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expects"),
+    [
+        ("IB_PIPELINE_INSECURE", "maybe", "true/false"),
+        ("IB_PIPELINE_ALLOW_TRADING", "sure", "true/false"),
+        ("IB_PIPELINE_ALLOW_LIVE_TRADING", "2", "true/false"),
+        ("IB_PIPELINE_TIMEOUT_S", "0", "a number of seconds greater than 0"),
+        ("IB_PIPELINE_TIMEOUT_S", "-3", "a number of seconds greater than 0"),
+        ("IB_PIPELINE_TIMEOUT_S", "inf", "a number of seconds greater than 0"),
+        ("IB_PIPELINE_GLOBAL_RATE", "fast", "a number of requests per second"),
+        ("IB_PIPELINE_GLOBAL_RATE", "0", "a number of requests per second"),
+        ("IB_PIPELINE_HISTORY_CONCURRENCY", "0", "an integer of at least 1"),
+        ("IB_PIPELINE_HISTORY_CONCURRENCY", "two", "an integer of at least 1"),
+        ("IB_PIPELINE_KEEPALIVE_S", "-1", "a number of seconds"),
+        ("IB_PIPELINE_KEEPALIVE_S", "nan", "a number of seconds"),
+    ],
+)
+def test_a_bad_value_names_the_variable_the_value_and_what_it_expects(
+    name: str, value: str, expects: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        ClientSettings.from_env({name: f" {value} "})
+    assert str(info.value).startswith(f"{name}={value!r}: expected {expects}")
+
+
+def test_values_are_stripped_and_flags_take_the_usual_spellings() -> None:
+    env = {"IB_PIPELINE_ACCOUNT": " DU42 ", "IB_PIPELINE_ALLOW_TRADING": " ON "}
+    settings = ClientSettings.from_env(env)
+    assert settings.account == "DU42" and settings.allow_trading is True
+    for text, flag in (("1", True), ("Yes", True), ("off", False), ("FALSE", False)):
+        assert ClientSettings.from_env({"IB_PIPELINE_INSECURE": text}).insecure is flag
+
+
+def test_an_empty_token_env_keeps_the_default_variable() -> None:
+    settings = ClientSettings.from_env({"IB_PIPELINE_TOKEN_ENV": ""})
+    assert settings.token_env == "IBKR_ACCESS_TOKEN"
+    assert settings.resolve_token({"IBKR_ACCESS_TOKEN": TOKEN}) == Secret(TOKEN)
+
+
+def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IB_PIPELINE_ACCOUNT", "DU7")
+    monkeypatch.setenv("IB_PIPELINE_GLOBAL_RATE", "")
+    settings = ClientSettings.from_env()
+    assert settings.account == "DU7" and settings.pacing.global_per_s == 10
+    assert ClientSettings.from_env({}).account is None  # a given mapping replaces os.environ
+
+
+def test_the_token_never_enters_the_settings_or_their_errors() -> None:
+    env = {"IBKR_ACCESS_TOKEN": TOKEN, "IB_PIPELINE_ACCESS_TOKEN": TOKEN}
+    model = ClientEnvironment.read(env, ConfigurationError)
+    assert TOKEN not in repr(model) and TOKEN not in repr(model.model_dump())
+    settings = ClientSettings.from_env(env)
+    assert TOKEN not in repr(settings) and settings.access_token is None
+    with pytest.raises(ConfigurationError) as info:
+        ClientSettings.from_env({**env, "IB_PIPELINE_TIMEOUT_S": "x"})
+    assert TOKEN not in str(info.value)

@@ -9,7 +9,6 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from assets.bar_loader import partition_id
 from assets.bar_plan import (
     KeyExpectation,
     chunk_keys,
@@ -17,13 +16,13 @@ from assets.bar_plan import (
     fetch_windows,
     is_complete,
 )
-from assets.partitions import (
+from assets.partitions import bars_partitions_def, keys_in_range
+from ib_pipeline.storage.bar_periods import (
     Granularity,
-    bars_partitions_def,
     granularity,
     key_dates,
     keys_between,
-    keys_in_range,
+    partition_id,
 )
 from ib_pipeline.storage.datasets import DATASETS
 from ib_pipeline.storage.manifest import STATUS_OK, Manifest

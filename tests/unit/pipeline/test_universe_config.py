@@ -3,18 +3,22 @@ a message that names the offending value and the valid choices."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
+from pydantic import ValidationError
 
 from ib_pipeline.ibkr.tables import CONTRACTS
 from ib_pipeline.simulator.instruments import by_symbol
+from ib_pipeline.timeframes import BAR_SIZES
 from ib_pipeline.universe import (
     UNIVERSE_ENV,
     InstrumentConfig,
+    Universe,
     UniverseError,
     default_universe_text,
     load_universe,
@@ -177,3 +181,87 @@ def test_account_resolution() -> None:
     assert resolve_accounts(parse_universe(doc()), ["DU1", "DU2"]) == ("DU1", "DU2")
     with pytest.raises(UniverseError, match="invalid account id"):
         resolve_accounts(parse_universe(doc()), ["DU1", "../x"])
+
+
+def test_unknown_keys_are_refused_naming_the_valid_ones() -> None:
+    top = "u.yaml: unknown key(s) 'colour', 'size'; valid keys: instruments, bar_sizes, "
+    with pytest.raises(UniverseError, match=re.escape(top)):
+        parse_universe(doc(colour="blue", size=3), source="u.yaml")
+    with pytest.raises(UniverseError, match=r"unknown key\(s\) 'source'"):
+        parse_universe(doc(source="elsewhere.yaml"), source="u.yaml")
+    typo = [
+        {"symbol": "AAPL", "exchange": "NASDAQ"},
+        {"symbol": "MSFT", "sec_typ": "STK", "exchnage": "NASDAQ"},
+    ]
+    with pytest.raises(UniverseError) as info:
+        parse_universe(doc(instruments=typo), source="u.yaml")
+    assert str(info.value) == (
+        "u.yaml: instruments[1]: unknown key(s) 'sec_typ', 'exchnage'; valid keys: symbol, "
+        "sec_type, exchange; instruments[1]: exchange is required for MSFT "
+        "(an exchange such as NASDAQ)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"instruments": "AAPL"}, "u.yaml: instruments must be a non-empty list of"),
+        ({"instruments": None}, "u.yaml: instruments must be a non-empty list of"),
+        ({"bar_sizes": ["1min", "1min"]}, "u.yaml: bar size '1min' is listed twice"),
+        ({"bar_sizes": [5]}, "u.yaml: bar_sizes[0]: unknown bar size 5; valid bar sizes: 1min"),
+        ({"history_start": 20240102}, "u.yaml: history_start must be a date such as 2024-01-"),
+        ({"history_start": "2024-02-30"}, "a date such as 2024-01-02, got '2024-02-30'"),
+        ({"history_start": None}, "u.yaml: history_start must be a date"),
+        ({"history_end": "soon"}, "u.yaml: history_end must be a date such as 2024-12-31"),
+        ({"accounts": "DU1"}, "u.yaml: accounts must be a list of account ids, got 'DU1'"),
+        ({"accounts": ["DU1", 7]}, "u.yaml: accounts[1]: invalid account id 7"),
+        ({"outside_rth": 1}, "u.yaml: outside_rth must be true or false, got 1"),
+    ],
+)
+def test_each_message_says_where_what_and_what_is_valid(
+    changes: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(UniverseError) as info:
+        parse_universe(doc(**changes), source="u.yaml")
+    assert expected in str(info.value)
+
+
+def test_a_missing_key_is_named() -> None:
+    document = doc()
+    del document["history_start"]
+    with pytest.raises(UniverseError, match=r"^u.yaml: history_start is required \(a date"):
+        parse_universe(document, source="u.yaml")
+    with pytest.raises(UniverseError, match=r"instruments\[0\]: symbol is required"):
+        parse_universe(doc(instruments=[{"exchange": "NASDAQ"}]), source="u.yaml")
+
+
+def test_a_universe_can_be_built_directly() -> None:
+    universe = Universe(
+        instruments=(InstrumentConfig("AAPL", "STK", "NASDAQ"),),
+        bar_sizes=(BAR_SIZES["1d"], BAR_SIZES["1min"]),
+        history_start=date(2024, 1, 2),
+        accounts=("DU1",),
+    )
+    assert universe == parse_universe(doc(accounts=["DU1"]))
+    assert universe.source == "<memory>" and universe.trading_hours
+    assert Universe(**{**universe.model_dump(), "source": "x.yaml"}).source == "x.yaml"
+    assert InstrumentConfig(symbol="spy", exchange="arca") == InstrumentConfig("SPY", "STK", "ARCA")
+    assert hash(universe) == hash(parse_universe(doc(accounts=["DU1"])))
+    with pytest.raises(UniverseError, match=r"^mem: history_start 2024-02-01 is after"):
+        Universe(
+            instruments=universe.instruments,
+            bar_sizes=universe.bar_sizes,
+            history_start=date(2024, 2, 1),
+            history_end=date(2024, 1, 1),
+            source="mem",
+        )
+    with pytest.raises(UniverseError, match=r"^<memory>: instruments must be a non-empty"):
+        Universe(instruments=(), bar_sizes=universe.bar_sizes, history_start=date(2024, 1, 2))
+    with pytest.raises(ValueError, match="invalid symbol 'A/B'"):
+        InstrumentConfig("A/B", "STK", "NASDAQ")
+    with pytest.raises(ValidationError, match="frozen"):
+        universe.history_start = date(2024, 5, 1)  # type: ignore[misc]
+
+
+def test_an_empty_universe_variable_means_the_packaged_default() -> None:
+    assert load_universe(environ={UNIVERSE_ENV: "  "}).source == "<universe_default.yaml>"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from ib_pipeline.storage.datasets import bar_folder
+from ib_pipeline.storage.bar_periods import bar_folder
 from ib_pipeline.storage.fs import check_relative, is_temp_name, open_root, temp_name
 from ib_pipeline.storage.paths import Partition, partition_of_data_path, safe_value
 
@@ -75,4 +75,4 @@ def test_temp_names_never_match_reader_globs() -> None:
     ],
 )
 def test_bar_partitions_get_coarser_with_the_bar(bar: str, folder: tuple[str, str]) -> None:
-    assert bar_folder(bar, np.datetime64("2024-11-26")) == folder
+    assert bar_folder(bar, date(2024, 11, 26)) == folder
