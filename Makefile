@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_NATIVE_TLS := 1
 
-.PHONY: install test test-under-load lint format demo bench sim clean
+.PHONY: install test test-under-load lint format demo notebook bench sim clean
 
 install: $(VENV)/.synced
 
@@ -33,6 +33,7 @@ lint: install
 	$(BIN)/ruff check ib_pipeline assets tests bench
 	$(BIN)/ruff format --check ib_pipeline assets tests bench
 	$(BIN)/mypy
+	$(BIN)/python -m ib_pipeline.dictionary --check
 
 format: install
 	$(BIN)/ruff check --fix ib_pipeline assets tests bench
@@ -40,6 +41,11 @@ format: install
 
 demo: install
 	$(BIN)/ib-pipeline demo
+	$(BIN)/python -m ib_pipeline.notebook_report
+
+# Jupyter on the research notebook, over the warehouse `make demo` loaded.
+notebook: install
+	cd notebooks && ../$(BIN)/jupyter lab research.ipynb
 
 sim: install
 	$(BIN)/ib-pipeline sim

@@ -77,7 +77,7 @@ def build_bars_asset(bar: BarSize, universe: Universe) -> dg.AssetsDefinition:
             kinds={"parquet"},
             check_specs=specs,
             metadata={
-                "dagster/column_schema": to_column_schema(DATASETS["bars"].schema),
+                "dagster/column_schema": to_column_schema(DATASETS["bars"].schema, "bars"),
                 "partitioned_by": grain.value,
             },
             description=(

@@ -43,7 +43,7 @@ def build_contracts_asset(universe: Universe) -> dg.AssetsDefinition:
             "The universe's instruments resolved through the gateway's contract search: one "
             "row per instrument (conid, symbol, security type, names, exchanges)."
         ),
-        metadata={"dagster/column_schema": column_schema(CONTRACTS)},
+        metadata={"dagster/column_schema": column_schema(CONTRACTS, "contracts")},
         check_specs=[
             contract_check_spec(CONTRACTS_ASSET),
             quarantine_check_spec(CONTRACTS_ASSET),

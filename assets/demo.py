@@ -53,7 +53,7 @@ QUERIES: tuple[tuple[str, str], ...] = (
         "Daily OHLCV and VWAP from the 1-minute bars (view daily_ohlcv)",
         """
         SELECT c.symbol, d.session_date, d.open, d.high, d.low, d.close,
-               d.volume::BIGINT AS volume, round(d.vwap, 5) AS vwap, d.bars
+               d.volume::BIGINT AS volume, round(d.vwap_approx, 5) AS vwap_approx, d.bars
         FROM daily_ohlcv AS d JOIN contracts AS c USING (conid)
         WHERE d.bar_size = '1min' AND c.symbol IN ({symbols})
         ORDER BY c.symbol, d.session_date

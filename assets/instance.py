@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -161,8 +162,6 @@ def cancel_runs_on_interrupt(instance: dg.DagsterInstance) -> Iterator[dict[str,
 
 
 def _is_main_thread() -> bool:
-    import threading  # noqa: PLC0415
-
     return threading.current_thread() is threading.main_thread()
 
 

@@ -18,18 +18,21 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ib_pipeline.dictionary import column_descriptions
 from ib_pipeline.storage.store import WriteResult
 
 PREVIEW_ROWS = 10
 _MAX_LISTED = 40
 
 
-def column_schema(schema: pa.Schema) -> dg.TableSchema:
-    """The Arrow schema as Dagster's column schema (shown on the asset's page)."""
+def column_schema(schema: pa.Schema, dataset: str | None = None) -> dg.TableSchema:
+    """The Arrow schema as Dagster's column schema (shown on the asset's page), each column
+    described by the data dictionary (`ib_pipeline.dictionary`) when ``dataset`` is given."""
+    described = column_descriptions(dataset, schema.names) if dataset else {}
     columns = []
     for field in schema:
         unit = (field.metadata or {}).get(b"unit")
-        description = f"unit: {unit.decode()}" if unit else None
+        description = described.get(field.name) or (f"unit: {unit.decode()}" if unit else None)
         columns.append(
             dg.TableColumn(
                 name=field.name,

@@ -116,7 +116,9 @@ def _asset_spec(spec: SnapshotSpec, group: str, subset: bool) -> dg.AssetSpec:
         kinds={"parquet"},
         deps=list(spec.deps),
         description=spec.description,
-        metadata={"dagster/column_schema": column_schema(DATASETS[spec.dataset].schema)},
+        metadata={
+            "dagster/column_schema": column_schema(DATASETS[spec.dataset].schema, spec.dataset)
+        },
         skippable=subset,
     )
 

@@ -353,7 +353,7 @@ ENTRIES: dict[str, Entry] = {
             ("conid", "bar_size", "session_date"),
             (
                 Column("conid", _CONID),
-                Column("symbol", _SYMBOL, pending=True),
+                Column("symbol", _SYMBOL),
                 Column("bar_size", "Intraday bar size the session was aggregated from."),
                 Column("session_date", "The exchange's trading session (exchange-local date)."),
                 Column("open", "Open of the session's first bar."),
@@ -361,7 +361,7 @@ ENTRIES: dict[str, Entry] = {
                 Column("low", "Lowest low of the session's bars."),
                 Column("close", "Close of the session's last bar."),
                 Column("volume", f"Total volume of the session's bars, {_SHARES}."),
-                Column("vwap_approx", _VWAP_APPROX, pending=True),
+                Column("vwap_approx", _VWAP_APPROX),
                 Column("bars", "Number of bars in the session (390 for a full NYSE day of 1min)."),
                 Column("first_ts", "Start (UTC) of the session's first bar."),
                 Column("last_ts", "Start (UTC) of the session's last bar."),
@@ -392,7 +392,7 @@ ENTRIES: dict[str, Entry] = {
 }
 """Every dataset and derived view of the warehouse, by name, in the order docs show them."""
 
-RENAMED: dict[tuple[str, str], str] = {("daily_ohlcv", "vwap"): "vwap_approx"}
+RENAMED: dict[tuple[str, str], str] = {}
 """(view, old column name) -> new name: a column the warehouse still shows under its old name
 until the view is changed (issue 12 wiring). Described as the new name."""
 

@@ -16,9 +16,12 @@ pydantic-settings (~0.3 s) or the heavy layers (pyarrow, duckdb, dagster) at mod
 Settings
 --------
 ``IB_PIPELINE_WAREHOUSE``
-    Root of the warehouse: a local folder (default ``./warehouse``, relative to the working
-    directory) or any fsspec URL (``s3://bucket/warehouse``, ``memory://wh`` in tests). Every
-    dataset, the quarantine, the raw zone and the DuckDB catalog live under it.
+    Root of the warehouse: a local folder or any fsspec URL (``s3://bucket/warehouse``,
+    ``memory://wh`` in tests). Every dataset, the quarantine, the raw zone and the DuckDB
+    catalog live under it. Default (`default_warehouse_root`): ``warehouse/`` in the checkout
+    the package runs from, whatever the working directory (a notebook started in
+    ``notebooks/`` finds the same warehouse as ``make demo``); an installed package without a
+    checkout uses ``$XDG_DATA_HOME/ib-pipeline/warehouse`` (``~/.local/share/...``).
 ``IB_PIPELINE_RAW_ZONE``
     On (default) keeps every API response the loader uses as compressed JSON under
     ``<root>/raw`` so partitions can be rebuilt without calling IBKR again; ``0``/``false``/
@@ -34,11 +37,25 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 ENV_PREFIX = "IB_PIPELINE_"
 """The prefix of every variable the pipeline reads (the access token's variable aside)."""
 
-DEFAULT_WAREHOUSE_ROOT = "./warehouse"
+
+def default_warehouse_root() -> str:
+    """``<checkout>/warehouse`` when the package runs from a checkout of this project (the
+    folder holding its ``pyproject.toml``), else ``$XDG_DATA_HOME/ib-pipeline/warehouse``:
+    never a path relative to the working directory."""
+    checkout = Path(__file__).resolve().parents[1]
+    project = checkout / "pyproject.toml"
+    if project.is_file() and 'name = "ib-pipeline"' in project.read_text("utf-8"):
+        return str(checkout / "warehouse")
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(data_home) / "ib-pipeline" / "warehouse")
+
+
+DEFAULT_WAREHOUSE_ROOT = default_warehouse_root()
 WAREHOUSE_ENV = "IB_PIPELINE_WAREHOUSE"
 RAW_ZONE_ENV = "IB_PIPELINE_RAW_ZONE"
 REPLAY_WORKERS_ENV = "IB_PIPELINE_REPLAY_WORKERS"

@@ -52,6 +52,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import shlex
 import tempfile
 import weakref
 from collections.abc import Sequence
@@ -62,6 +63,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from ib_pipeline import dictionary
 from ib_pipeline.settings import WarehouseSettings
 from ib_pipeline.storage.datasets import DATASETS
 from ib_pipeline.storage.fs import FsspecRoot, LocalRoot, open_root
@@ -77,6 +79,10 @@ from ib_pipeline.storage.quarantine import QUARANTINE
 from ib_pipeline.timeframes import BAR_SIZES
 
 CATALOG_FILE = "warehouse.duckdb"
+CATALOG_STORAGE_VERSION = "v1.0.0"
+"""The DuckDB storage format of the catalog file: the oldest this DuckDB writes, so that the
+DuckDB command line a user installs from PyPI (which may be older than the library we pin)
+opens it; the file holds only views and two small tables."""
 CATALOG_SCHEMA = "ib_catalog"
 """Schema of the catalog file holding the listing its views were built from."""
 
@@ -87,13 +93,16 @@ DERIVED_VIEWS: dict[str, str] = {
         SELECT b.*, c.symbol, c.sec_type, c.company_name
         FROM bars AS b LEFT JOIN contracts AS c USING (conid)""",
     "daily_ohlcv": f"""
-        SELECT conid, bar_size, session_date,
-               arg_min(open, ts) AS open, max(high) AS high, min(low) AS low,
-               arg_max(close, ts) AS close, sum(volume) AS volume,
-               sum(close * volume) / nullif(sum(volume), 0) AS vwap,
-               count(*) AS bars, min(ts) AS first_ts, max(ts) AS last_ts
-        FROM bars WHERE bar_size IN ({_INTRADAY})
-        GROUP BY conid, bar_size, session_date""",
+        SELECT d.conid, c.symbol, d.bar_size, d.session_date, d.open, d.high, d.low, d.close,
+               d.volume, d.vwap_approx, d.bars, d.first_ts, d.last_ts
+        FROM (SELECT conid, bar_size, session_date,
+                     arg_min(open, ts) AS open, max(high) AS high, min(low) AS low,
+                     arg_max(close, ts) AS close, sum(volume) AS volume,
+                     sum(close * volume) / nullif(sum(volume), 0) AS vwap_approx,
+                     count(*) AS bars, min(ts) AS first_ts, max(ts) AS last_ts
+              FROM bars WHERE bar_size IN ({_INTRADAY})
+              GROUP BY conid, bar_size, session_date) AS d
+        LEFT JOIN contracts AS c USING (conid)""",
     "latest_positions": """
         SELECT * FROM positions
         QUALIFY as_of = max(as_of) OVER (PARTITION BY account)""",
@@ -140,9 +149,17 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _group_sql(listing: DatasetListing, group: FileGroup, base: str, types: dict[str, str]) -> str:
+def _group_sql(
+    listing: DatasetListing,
+    group: FileGroup,
+    base: str,
+    types: dict[str, str],
+    *,
+    cardinality: bool = True,
+) -> str:
     """One ``SELECT ... FROM read_parquet([...])`` over the files of ``group``; the columns they
-    lack are typed NULLs."""
+    lack are typed NULLs. ``base`` "" names the files relative to the root (the catalog file's
+    way); ``cardinality`` passes the known row count to the optimizer."""
     layout = group.layout
     if layout.keys:
         hive = ", ".join(f"{sql_string(key)}: {kind}" for key, kind in layout.keys)
@@ -154,11 +171,13 @@ def _group_sql(listing: DatasetListing, group: FileGroup, base: str, types: dict
         f"CAST(NULL AS {types[c]}) AS {_ident(c)}" if c in group.missing else _ident(c)
         for c in names
     )
-    if group.rows > 0 and "explicit_cardinality" in _read_parquet_parameters():
+    if cardinality and group.rows > 0 and "explicit_cardinality" in _read_parquet_parameters():
         # the optimizer's row estimate without opening a file: a few tenths of a millisecond
         # per query (an estimate only: a stale one changes a plan, never a result)
         options += f", explicit_cardinality = {group.rows}"
-    files = ", ".join(sql_string(check_no_glob(f"{base}/{rel}")) for rel in group.files)
+    files = ", ".join(
+        sql_string(check_no_glob(f"{base}/{rel}" if base else rel)) for rel in group.files
+    )
     return f"SELECT {select} FROM read_parquet([{files}], {options})"
 
 
@@ -175,7 +194,7 @@ def _read_parquet_parameters() -> frozenset[str]:
     return frozenset(str(name) for row in rows for name in row[0])
 
 
-def dataset_view_sql(listing: DatasetListing, base: str) -> str:
+def dataset_view_sql(listing: DatasetListing, base: str, *, cardinality: bool = True) -> str:
     """``CREATE OR REPLACE VIEW`` for one dataset: the union by name of a ``read_parquet`` per
     file group of ``listing``, with files under ``base`` (the root as DuckDB should see it), or
     a typed empty view when the dataset has no file."""
@@ -190,7 +209,9 @@ def dataset_view_sql(listing: DatasetListing, base: str) -> str:
         select = ", ".join(f"CAST(NULL AS {types[c]}) AS {_ident(c)}" for c in columns)
         return f"CREATE OR REPLACE VIEW {name} AS SELECT {select} WHERE false"
     check_no_glob(base)
-    branches = [_group_sql(listing, group, base, types) for group in listing.groups]
+    branches = [
+        _group_sql(listing, group, base, types, cardinality=cardinality) for group in listing.groups
+    ]
     if len(branches) == 1:
         return f"CREATE OR REPLACE VIEW {name} AS {branches[0]}"
     body = " UNION ALL BY NAME ".join(f"({branch})" for branch in branches)
@@ -198,19 +219,42 @@ def dataset_view_sql(listing: DatasetListing, base: str) -> str:
     return f"CREATE OR REPLACE VIEW {name} AS SELECT {select} FROM ({body})"
 
 
-def views_sql(listings: Sequence[DatasetListing], base: str) -> list[str]:
+def views_sql(
+    listings: Sequence[DatasetListing], base: str, *, cardinality: bool = True
+) -> list[str]:
     """Every view's SQL for ``listings``, with files under ``base`` (the root as the reader
-    will see it: an absolute path, a path relative to the working directory, or a URL)."""
-    statements = [dataset_view_sql(listing, base) for listing in listings]
+    will see it: an absolute path or a URL; "" for paths relative to the root)."""
+    statements = [dataset_view_sql(listing, base, cardinality=cardinality) for listing in listings]
     for name, body in DERIVED_VIEWS.items():
         statements.append(f"CREATE OR REPLACE VIEW {_ident(name)} AS {body.strip()}")
-    return statements
+    # the data dictionary, on every view and column (CREATE OR REPLACE drops comments: they
+    # follow every rebuild, and belong to the catalog's digest)
+    return [*statements, *dictionary.comment_statements()]
 
 
 def _open(root: str | os.PathLike[str] | Any | None) -> LocalRoot | FsspecRoot:
     if isinstance(root, LocalRoot | FsspecRoot):
         return root
     return open_root(WarehouseSettings.from_env().root if root is None else root)
+
+
+class WarehouseNotFoundError(FileNotFoundError):
+    """A reader was pointed at a root that does not exist or holds no warehouse. Readers never
+    create one (a typo must not answer zero rows); loaders do."""
+
+
+def require_warehouse(root: str | os.PathLike[str] | Any | None = None) -> LocalRoot | FsspecRoot:
+    """The root (default: the settings'), if it holds a warehouse: its catalog file or a data
+    file of some dataset. Raises `WarehouseNotFoundError` naming the path otherwise."""
+    opened = _open(root)
+    if opened.exists(CATALOG_FILE) or any(opened.files(name, ".parquet") for name in DATASET_VIEWS):
+        return opened
+    missing = isinstance(opened, LocalRoot) and not opened.path.exists()
+    what = "does not exist" if missing else "holds no warehouse (no warehouse.duckdb, no dataset)"
+    raise WarehouseNotFoundError(
+        f"no warehouse at {opened.url}: the folder {what}; load one first (make demo, "
+        "ib-pipeline backfill) or point --warehouse / IB_PIPELINE_WAREHOUSE at an existing one"
+    )
 
 
 # --- the listing kept in the catalog ---------------------------------------------------------
@@ -350,7 +394,7 @@ def connect(
     partitions created later (see the module's freshness rule). Times are shown in UTC. Pass
     ``connection`` to add the views to an existing connection.
     """
-    opened = _open(root)
+    opened = require_warehouse(root)
     state = read_catalog_state(opened)
     listings = list_all(opened, state.files if state is not None else None)
     con = duckdb.connect() if connection is None else connection
@@ -380,16 +424,39 @@ def refresh(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 # --- the catalog file -------------------------------------------------------------------------
 
 
-def catalog_base(root: LocalRoot | FsspecRoot, cwd: Path | None = None) -> str:
-    """How the catalog's views name the root: relative to the working directory when the root
-    is inside it (so ``duckdb warehouse/warehouse.duckdb`` works from the repo root and the
-    repo can move), else the absolute path or URL."""
-    if isinstance(root, LocalRoot):
-        here = (cwd or Path.cwd()).resolve()
-        target = root.path.resolve()
-        if target.is_relative_to(here):
-            return target.relative_to(here).as_posix() or "."
-    return root.url
+def catalog_base(root: LocalRoot | FsspecRoot) -> str:
+    """How the catalog file's views name the data files: relative to the warehouse folder for a
+    local root ("": see `CATALOG_STORAGE_VERSION` and the README for why), the URL for an
+    object store."""
+    return "" if isinstance(root, LocalRoot) else root.url
+
+
+def open_catalog(root: str | os.PathLike[str] | Any | None = None) -> duckdb.DuckDBPyConnection:
+    """The catalog file of a local warehouse, opened read-only as the DuckDB CLI would open it,
+    with ``file_search_path`` set to the warehouse folder so its relative paths resolve from
+    any working directory (`duckdb_cli_command` does the same for the CLI)."""
+    opened = require_warehouse(root)
+    if not isinstance(opened, LocalRoot):
+        raise ValueError(f"open_catalog() opens local catalogs; use connect({opened.url!r})")
+    return duckdb.connect(
+        opened.full(CATALOG_FILE), read_only=True, config={"file_search_path": str(opened.path)}
+    )
+
+
+def duckdb_cli_command(root: str | os.PathLike[str] | Any | None = None) -> str:
+    """The shell command that opens the catalog in the DuckDB command line from any folder.
+
+    DuckDB resolves a view's relative paths against its ``file_search_path`` (else the working
+    directory), never against the database file; the catalog names files relative to the
+    warehouse folder so that a moved or copied warehouse keeps working, and this command tells
+    the CLI where that folder is. From inside the folder, ``duckdb warehouse.duckdb`` is
+    enough."""
+    opened = _open(root)
+    if not isinstance(opened, LocalRoot):
+        return f"duckdb  # then: ATTACH {sql_string(opened.full(CATALOG_FILE))}"
+    folder = shlex.quote(str(opened.path))
+    setting = shlex.quote(f"SET file_search_path = {sql_string(str(opened.path))}")
+    return f"duckdb -cmd {setting} {folder}/{CATALOG_FILE}"
 
 
 def refresh_catalog(
@@ -405,7 +472,7 @@ def refresh_catalog(
     with opened.lock(""):
         state = read_catalog_state(opened)
         listings = list_all(opened, state.files if state is not None else None)
-        statements = views_sql(listings, catalog_base(opened))
+        statements = views_sql(listings, catalog_base(opened), cardinality=False)
         digest = _digest(statements)
         if not force and state is not None and state.views_sha256 == digest:
             return opened.full(CATALOG_FILE)
@@ -423,18 +490,28 @@ def write_catalog(
     digest: str | None = None,
 ) -> str:
     """Build a DuckDB file holding ``statements`` (and the listing they were built from) in a
-    private temp folder, then put it at ``<root>/warehouse.duckdb`` in one atomic write."""
+    private temp folder, in `CATALOG_STORAGE_VERSION`, then put it at
+    ``<root>/warehouse.duckdb`` in one atomic write."""
     with tempfile.TemporaryDirectory(prefix="ib-catalog-") as folder:
         path = Path(folder, CATALOG_FILE)
-        con = duckdb.connect(str(path))
+        con = duckdb.connect()
         try:
             filesystem = root.filesystem()
             if filesystem is not None:
                 con.register_filesystem(filesystem)  # views are bound (checked) when created
+            if isinstance(root, LocalRoot):  # relative file names resolve against the root
+                con.execute(f"SET file_search_path = {sql_string(str(root.path))}")
+            con.execute(
+                f"ATTACH {sql_string(str(path))} AS catalog "
+                f"(STORAGE_VERSION {sql_string(CATALOG_STORAGE_VERSION)})"
+            )
+            con.execute("USE catalog")
             for statement in statements:
                 con.execute(statement)
             _store_state(con, listings, digest or _digest(statements))
-            con.execute("CHECKPOINT")
+            con.execute("CHECKPOINT catalog")
+            con.execute("USE memory")
+            con.execute("DETACH catalog")
         finally:
             con.close()
         root.write_atomic(CATALOG_FILE, path.read_bytes())

@@ -81,6 +81,8 @@ def query(*, sql: str, root: str | None, max_rows: int, output: str) -> None:
         result = con.execute(sql)
         columns = [d[0] for d in result.description] if result.description else []
         rows = result.fetchmany(max_rows + 1) if columns else []
+    except warehouse.WarehouseNotFoundError as error:
+        raise click.ClickException(str(error)) from None
     except (duckdb.Error, ValueError) as error:
         raise click.ClickException(f"query failed: {error}") from None
     truncated = len(rows) > max_rows
@@ -132,6 +134,10 @@ def manifest(
 ) -> None:
     """Show what the warehouse holds: per dataset, partitions, rows, time range, quarantined
     rows and any manifest that disagrees with its data (stale: a crash between the writes)."""
+    try:
+        warehouse.require_warehouse(_root(root))
+    except (warehouse.WarehouseNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
     store = _store(root, catalog=False)
     names = list(datasets) or list(DATASETS)
     try:

@@ -36,11 +36,9 @@ def postgres_bin_dir() -> Path | None:
     found = shutil.which("initdb")
     if found:
         return Path(found).parent
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
-    )
-    return Path(candidates[-1]).parent if candidates else None
+    versions = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")]
+    versions.sort(key=lambda b: int(b.parent.name) if b.parent.name.isdigit() else 0)
+    return versions[-1] if versions else None
 
 
 def free_port() -> int:
@@ -106,7 +104,12 @@ def _as_server_user() -> tuple[list[str], int | None, int | None]:
 
 def _run(command: list[str], what: str, timeout_s: float) -> None:
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
     if done.returncode != 0:
         pytest.fail(f"{what} failed ({done.returncode}): {done.stdout}\n{done.stderr}")
@@ -159,7 +162,17 @@ def postgres_server_fixture() -> Iterator[PostgresServer]:
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
         )
         _run(
-            [*pg_ctl, "-l", str(log), "-o", options, "-w", "-t", str(int(START_TIMEOUT_S)), "start"],
+            [
+                *pg_ctl,
+                "-l",
+                str(log),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(int(START_TIMEOUT_S)),
+                "start",
+            ],
             f"pg_ctl start (log: {log})",
             START_TIMEOUT_S + 10,
         )

@@ -34,7 +34,13 @@ from ib_pipeline.storage.manifest import STATUS_MISSING, STATUS_OK, STATUS_STALE
 from ib_pipeline.storage.paths import MANIFEST_SUFFIX
 from ib_pipeline.storage.store import Store
 from ib_pipeline.universe import Universe, parse_universe
-from ib_pipeline.warehouse import CATALOG_FILE, DATASET_VIEWS, DERIVED_VIEWS, connect
+from ib_pipeline.warehouse import (
+    CATALOG_FILE,
+    DATASET_VIEWS,
+    DERIVED_VIEWS,
+    connect,
+    open_catalog,
+)
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -162,7 +168,7 @@ def view_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 def view_counts_of_catalog(root: Path) -> dict[str, int]:
-    con = duckdb.connect(str(root / CATALOG_FILE), read_only=True)
+    con = open_catalog(root)
     try:
         return view_counts(con)
     finally:

@@ -28,12 +28,15 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from dagster._core.scheduler.instigation import InstigatorType, ScheduleInstigatorData
-from postgres_support import PostgresServer, free_port
-from postgres_support import postgres_server_fixture as postgres_server_fixture  # noqa: F401
+from postgres_support import (
+    PostgresServer,
+    free_port,
+    postgres_server_fixture,  # noqa: F401 (the fixture)
+)
 
-from assets.instance import PID_TAG
+from assets.instance import PID_TAG, run_worker_process
 from ib_pipeline.cli.pipeline import backfill
-from ib_pipeline.simulator import PacingConfig, Simulator, SimulatorConfig
+from ib_pipeline.simulator import FaultSpec, PacingConfig, Simulator, SimulatorConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -55,7 +58,6 @@ RUN_TIMEOUT_S = 90.0
 
 def start_simulator(**faults: Any) -> Simulator:
     spec = ",".join(f"{k}={v}" for k, v in faults.items())
-    from ib_pipeline.simulator import FaultSpec  # noqa: PLC0415
 
     simulator = Simulator(
         SimulatorConfig(
@@ -83,7 +85,9 @@ class Home:
 
 
 @pytest.fixture(scope="module")
-def home(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
+def home(
+    postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Home]:
     folder = tmp_path_factory.mktemp("dagster_home")
     config = yaml.safe_load((REPO / "deploy" / "postgres" / "dagster.yaml").read_text())
     config["run_monitoring"]["poll_interval_seconds"] = 1
@@ -209,7 +213,9 @@ def wait_for(what: str, probe: Any, timeout_s: float, processes: Processes | Non
         if found:
             return found
         if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not after {timeout_s:.0f} s\n{processes.tail() if processes else ''}")
+            pytest.fail(
+                f"{what}: not after {timeout_s:.0f} s\n{processes.tail() if processes else ''}"
+            )
         time.sleep(0.25)
 
 
@@ -375,11 +381,7 @@ def test_a_killed_run_is_marked_failed_by_run_monitoring(deployment: Deployment)
         )
         run = instance.get_run_by_id(run_id)
         assert run is not None and PID_TAG not in run.tags
-        from assets.instance import run_worker_process  # noqa: PLC0415
-
-        worker = wait_for(
-            "the run worker's pid", lambda: run_worker_process(instance, run), 30.0
-        )
+        worker = wait_for("the run worker's pid", lambda: run_worker_process(instance, run), 30.0)
         pid = worker[0]
         parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         # The whole process tree that ran it dies at once (an OOM kill, kill -9 of `dagster`):
@@ -389,14 +391,13 @@ def test_a_killed_run_is_marked_failed_by_run_monitoring(deployment: Deployment)
         killed = time.monotonic()
         wait_for(
             "run monitoring to fail the killed run",
-            lambda: run_status(instance, run_id) == dg.DagsterRunStatus.FAILED,
+            lambda: run_status(instance, run_id) == dg.DagsterRunStatus.FAILURE,
             30.0,
             deployment.processes,
         )
         took = time.monotonic() - killed
         failure = [
-            e.message
-            for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+            e.message for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
         ]
     assert any("no longer exists" in message for message in failure), failure
     assert took < 15, took

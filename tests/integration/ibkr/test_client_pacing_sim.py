@@ -4,12 +4,13 @@ client configured too aggressively leaves the penalty box instead of hammering i
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.settings import ClientSettings, PacingLimits, RetryPolicy
-from ib_pipeline.simulator import Simulator
+from ib_pipeline.simulator import PacingConfig, Simulator
 
 AAPL = 265598
 END = datetime(2024, 11, 26, 18, tzinfo=UTC)
@@ -53,11 +54,18 @@ async def test_two_clients_in_one_loop_share_the_budget(sim: Simulator) -> None:
     assert elapsed >= 9 / settings.pacing.global_per_s  # ten requests, one shared spacing
 
 
-async def test_an_over_eager_client_waits_out_the_penalty_box(sim: Simulator) -> None:
-    """Limits above the gateway's trip the 1 s penalty box (test config); the client pauses
-    every request for the Retry-After, resumes at half rate (under the limit) and completes."""
+async def test_an_over_eager_client_waits_out_the_penalty_box(
+    make_sim: Callable[..., Simulator],
+) -> None:
+    """A client paced at twice the gateway's rate trips the 1 s penalty box; it pauses every
+    request for the Retry-After, resumes at half rate (the limit) and completes.
+
+    The gateway's limit is set at 4/s, well under what client and simulator reach together even
+    with every core busy, so the client's own pacing (8/s) is what sends too fast: the 429 does
+    not depend on how fast the machine is."""
+    sim = make_sim(pacing=PacingConfig(global_per_s=4.0, penalty_box_s=1.0))
     eager = PacingLimits(
-        global_per_s=16.0,
+        global_per_s=8.0,
         history_concurrency=5,
         after_429_rate_factor=0.5,
         after_429_recovery_s=30.0,
@@ -65,11 +73,11 @@ async def test_an_over_eager_client_waits_out_the_penalty_box(sim: Simulator) ->
     async with IbkrClient(settings_for(sim, pacing=eager)) as client:
         sim.reset_stats()
         payloads = await asyncio.gather(
-            *(client.history(AAPL, "1d", "15min", start_time=END) for _ in range(30))
+            *(client.history(AAPL, "1d", "15min", start_time=END) for _ in range(12))
         )
         limited = client.stats.rate_limited
     assert all(len(p["data"]) == 14 for p in payloads)  # 09:30 to 13:00 in 15 minutes
     stats = sim.stats()
     assert 1 <= stats["totals"]["429"] == limited
-    assert stats["totals"]["429"] <= 6  # paused, then slowed down: no hammering
+    assert stats["totals"]["429"] <= 6  # those in flight, then paused and slowed: no hammering
     assert stats["pacing"]["in_penalty_box"] is False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,7 +23,13 @@ from ib_pipeline.clock import FixedClock
 from ib_pipeline.ibkr.tables import CONTRACTS, POSITIONS, SNAPSHOT_QUOTES
 from ib_pipeline.storage.manifest import STATUS_MISSING, STATUS_OK, STATUS_STALE
 from ib_pipeline.storage.store import Batch, Store
-from ib_pipeline.warehouse import CATALOG_FILE, DATASET_VIEWS, DERIVED_VIEWS, connect
+from ib_pipeline.warehouse import (
+    CATALOG_FILE,
+    DATASET_VIEWS,
+    DERIVED_VIEWS,
+    WarehouseNotFoundError,
+    connect,
+)
 
 NOW = datetime(2024, 11, 28, 12, tzinfo=UTC)  # the clock of the `store` fixture
 AAPL, MSFT, IBM = 265598, 272093, 8314
@@ -324,41 +331,69 @@ def test_a_root_duckdb_would_glob_is_refused_when_the_store_opens(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_empty_warehouse_has_typed_views(tmp_path: Path) -> None:
-    con = connect(tmp_path / "nothing-yet")
+def test_datasets_without_files_have_typed_empty_views(tmp_path: Path) -> None:
+    store = Store(tmp_path / "wh", clock=FixedClock(NOW))
+    contracts = pa.Table.from_pylist(
+        [{"conid": AAPL, "symbol": "AAPL", "sec_type": "STK", "exchanges": "NASDAQ"}],
+        schema=CONTRACTS,
+    )
+    store.write("contracts", contracts, source={"endpoint": "test"}, run_id="c")
+    con = connect(tmp_path / "wh")
     for view in (*DATASET_VIEWS, *DERIVED_VIEWS):
-        assert con.execute(f"SELECT count(*) FROM {view}").fetchone() == (0,)
+        expected = 1 if view == "contracts" else 0
+        assert con.execute(f"SELECT count(*) FROM {view}").fetchone() == (expected,)
     types = {row[0]: row[1] for row in con.execute("DESCRIBE bars").fetchall()}
     assert types["ts"] == "TIMESTAMP WITH TIME ZONE" and types["session_date"] == "DATE"
     assert list(types)[:3] == ["conid", "bar_size", "ts"]
 
 
-def test_the_catalog_file_works_from_the_repo_root(
-    tmp_path: Path, make_bars: Bars, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("make_root", ["missing", "empty", "unrelated"])
+def test_readers_refuse_a_root_without_a_warehouse(tmp_path: Path, make_root: str) -> None:
+    """A typo in a path must fail naming the path, never answer zero rows; and a reader never
+    creates the folder."""
+    root = tmp_path / "typo_wh"
+    if make_root != "missing":
+        root.mkdir()
+    if make_root == "unrelated":
+        (root / "notes.txt").write_text("not a warehouse")
+    with pytest.raises(WarehouseNotFoundError, match=re.escape(str(root))):
+        connect(root)
+    assert root.exists() == (make_root != "missing")
+
+
+def test_the_catalog_opens_from_any_folder_and_after_the_warehouse_moves(
+    tmp_path: Path, make_bars: Bars
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    store = Store("warehouse", clock=FixedClock(NOW))
-    catalog = tmp_path / "warehouse" / CATALOG_FILE
+    """The catalog names files relative to the warehouse folder: from inside the folder it
+    opens as it is; from elsewhere with ``file_search_path`` (what `duckdb_cli_command`
+    prints); and the same after the whole folder is moved, since no path names the old place.
+    Each in a fresh process, as an analyst would."""
+    store = Store(tmp_path / "warehouse", clock=FixedClock(NOW))
     write_bars(store, make_bars([AAPL], D1))
-    assert catalog.exists()
-    # a fresh process, as an analyst would run `duckdb warehouse/warehouse.duckdb`
-    script = (
-        "import duckdb; con = duckdb.connect('warehouse/warehouse.duckdb', read_only=True);"
-        "print(con.execute('SELECT count(*) FROM bars').fetchone()[0])"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "390"
-    # the catalog names the root relatively, so the folder can move with the repo
-    moved = tmp_path / "moved"
-    moved.mkdir()
-    os.rename(tmp_path / "warehouse", moved / "warehouse")
-    out = subprocess.run(
-        [sys.executable, "-c", script], cwd=moved, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "390"
-    con = duckdb.connect(str(moved / "warehouse" / CATALOG_FILE), read_only=True)
+    query = "SELECT count(*) FROM bars"
+
+    def count(catalog: Path, cwd: Path, search: Path | None) -> str:
+        config = "" if search is None else f", config={{'file_search_path': {str(search)!r}}}"
+        script = (
+            f"import duckdb; con = duckdb.connect({str(catalog)!r}, read_only=True{config});"
+            f"print(con.execute({query!r}).fetchone()[0])"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    folder = tmp_path / "warehouse"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert count(folder / CATALOG_FILE, folder, None) == "390"
+    assert count(folder / CATALOG_FILE, elsewhere, folder) == "390"
+    moved = tmp_path / "moved" / "copy-of-warehouse"
+    moved.parent.mkdir()
+    os.rename(folder, moved)
+    assert count(moved / CATALOG_FILE, moved, None) == "390"
+    assert count(moved / CATALOG_FILE, elsewhere, moved) == "390"
+    con = duckdb.connect(str(moved / CATALOG_FILE), read_only=True)
     views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
     assert {*DATASET_VIEWS, *DERIVED_VIEWS} <= views
 

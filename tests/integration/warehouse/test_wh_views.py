@@ -16,6 +16,7 @@ import pytest
 
 from ib_pipeline.calendars import US_EQUITY
 from ib_pipeline.clock import FixedClock
+from ib_pipeline.ibkr.tables import CONTRACTS
 from ib_pipeline.storage import listing
 from ib_pipeline.storage.parquet import to_parquet_bytes
 from ib_pipeline.storage.store import Store
@@ -72,15 +73,22 @@ def test_an_empty_dataset_view_is_typed_and_fills_on_refresh(
     tmp_path: Path, make_bars: Bars, clock: FixedClock
 ) -> None:
     root = tmp_path / "warehouse"
+    contracts = pa.Table.from_pylist(
+        [{"conid": AAPL, "symbol": "AAPL", "sec_type": "STK", "exchanges": "NASDAQ"}],
+        schema=CONTRACTS,
+    )
+    Store(root, clock=clock).write("contracts", contracts, source={"endpoint": "t"}, run_id="c")
     con = connect(root)
     for view in (*DATASET_VIEWS, *DERIVED_VIEWS):
-        assert count(con, f'SELECT count(*) FROM "{view}"') == 0
+        assert count(con, f'SELECT count(*) FROM "{view}"') == (view == "contracts")
     types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE bars)").fetchall())
     assert types["ts"] == "TIMESTAMP WITH TIME ZONE" and types["session_date"] == "DATE"
     assert types["volume"] == "DOUBLE" and types["conid"] == "BIGINT"
     write_bars(Store(root, clock=clock), make_bars([AAPL], D3))
     assert count(con, "SELECT count(*) FROM bars") == 0  # listed at connect(): still empty
-    assert refresh(con) == {name: (1 if name == "bars" else 0) for name in DATASET_VIEWS}
+    assert refresh(con) == {
+        name: (1 if name in ("bars", "contracts") else 0) for name in DATASET_VIEWS
+    }
     assert count(con, "SELECT count(*) FROM bars WHERE session_date = DATE '2024-11-26'") == 390
     assert con.execute("SELECT current_setting('parquet_metadata_cache')").fetchone() == (True,)
 

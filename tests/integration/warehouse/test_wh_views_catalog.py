@@ -18,7 +18,13 @@ from ib_pipeline.calendars import US_EQUITY
 from ib_pipeline.clock import FixedClock
 from ib_pipeline.storage import listing
 from ib_pipeline.storage.store import Store
-from ib_pipeline.warehouse import CATALOG_FILE, CATALOG_SCHEMA, connect, read_catalog_state
+from ib_pipeline.warehouse import (
+    CATALOG_FILE,
+    CATALOG_SCHEMA,
+    connect,
+    open_catalog,
+    read_catalog_state,
+)
 
 AAPL, MSFT = 265598, 272093
 HOURS = {AAPL: US_EQUITY, MSFT: US_EQUITY}
@@ -31,7 +37,7 @@ def write_bars(store: Store, table: pa.Table, run_id: str = "run") -> None:
 
 
 def catalog_rows(root: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(root / CATALOG_FILE), read_only=True)
+    con = open_catalog(root)
     try:
         return con.execute(sql).fetchall()
     finally:

@@ -6,16 +6,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
+import pyarrow as pa
 import pytest
 
 from ib_pipeline import dictionary
+from ib_pipeline.ibkr.tables import CONTRACTS
 from ib_pipeline.storage.datasets import DATASETS
 from ib_pipeline.storage.quarantine import QUARANTINE, QUARANTINE_SCHEMA
+from ib_pipeline.storage.store import Store
 from ib_pipeline.warehouse import DATASET_VIEWS, DERIVED_VIEWS, connect
 
 
+def empty_warehouse(root: Path) -> duckdb.DuckDBPyConnection:
+    """`connect()` to a warehouse that holds one contract: every view exists, typed."""
+    contracts = pa.Table.from_pylist(
+        [{"conid": 265598, "symbol": "AAPL", "sec_type": "STK", "exchanges": "NASDAQ"}],
+        schema=CONTRACTS,
+    )
+    Store(root).write("contracts", contracts, source={"endpoint": "test"}, run_id="test")
+    return connect(root)
+
+
 def view_columns(root: Path) -> dict[str, list[str]]:
-    con = connect(root)
+    con = empty_warehouse(root)
     rows = con.execute(
         "SELECT table_name, column_name FROM duckdb_columns() WHERE NOT internal "
         "AND schema_name = 'main' ORDER BY table_name, column_index"
@@ -69,7 +83,7 @@ def test_units_and_meanings_are_stated() -> None:
 
 
 def test_comments_land_on_the_views_and_their_columns(tmp_path: Path) -> None:
-    con = connect(tmp_path)
+    con = empty_warehouse(tmp_path)
     assert dictionary.apply_comments(con) > len(dictionary.ENTRIES)
     missing = con.execute(
         "SELECT table_name, column_name FROM duckdb_columns() WHERE NOT internal "
@@ -89,11 +103,11 @@ def test_comments_land_on_the_views_and_their_columns(tmp_path: Path) -> None:
 def test_the_default_statements_quote_text_and_skip_pending_columns() -> None:
     statements = dictionary.comment_statements()
     assert 'COMMENT ON COLUMN "bars"."ts" IS ' in "\n".join(statements)
-    assert not any('"vwap_approx"' in s for s in statements)  # pending until the rename
+    assert not any('"contracts"."currency"' in s for s in statements)  # still pending
     assert any("instrument''s" in s for s in statements)  # quotes doubled
 
 
 def test_dagster_descriptions_are_a_plain_dict() -> None:
-    found = dictionary.column_descriptions("daily_ohlcv", ["conid", "vwap"])
-    assert found["vwap"].startswith("(old name of `vwap_approx`)")
+    found = dictionary.column_descriptions("daily_ohlcv", ["conid", "vwap_approx"])
+    assert isinstance(found["vwap_approx"], str) and "APPROXIMATION" in found["vwap_approx"]
     assert dictionary.column_descriptions("bars") == dictionary.describe("bars")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ib_pipeline.raw_zone import RawZone, decompress, endpoint_slug
-from ib_pipeline.settings import WarehouseSettings, parse_flag
+from ib_pipeline.settings import DEFAULT_WAREHOUSE_ROOT, WarehouseSettings, parse_flag
 
 FETCHED = datetime(2024, 11, 26, 18, 0, 0, 123000, tzinfo=UTC)
 PAYLOAD: dict[str, Any] = {
@@ -81,7 +81,7 @@ def test_hostile_endpoint_names_become_safe_folders() -> None:
 
 
 def test_settings_from_environment() -> None:
-    assert WarehouseSettings.from_env({}) == WarehouseSettings("./warehouse", True)
+    assert WarehouseSettings.from_env({}) == WarehouseSettings(DEFAULT_WAREHOUSE_ROOT, True)
     env = {"IB_PIPELINE_WAREHOUSE": "s3://b/wh", "IB_PIPELINE_RAW_ZONE": "off"}
     assert WarehouseSettings.from_env(env) == WarehouseSettings("s3://b/wh", False)
     with pytest.raises(ValueError, match="IB_PIPELINE_RAW_ZONE='maybe'"):
