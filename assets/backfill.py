@@ -7,18 +7,16 @@ before a run (a bad range, no gateway, no login) raises one error whose message 
 (`BackfillError`, `GatewayUnavailableError`); a run's own failures are summarised, with
 Dagster's console logging silenced unless ``verbose``.
 
-Runs are recorded in the Dagster instance of ``DAGSTER_HOME``, else of ``./dagster.yaml`` (so
-``dagster dev`` shows them afterwards), else in a throw-away instance. Never fetches data itself.
+Runs are recorded in the Dagster instance `assets.instance.open_instance` opens (so ``dagster
+dev`` shows them afterwards); Ctrl-C or SIGTERM marks the runs it started CANCELED rather than
+leaving them STARTED. Never fetches data itself.
 """
 
 import asyncio
-import os
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -37,13 +35,12 @@ from rich.table import Table
 from assets.contract_lookup import resolved_contracts
 from assets.definitions import build_definitions
 from assets.gateway import require_gateway
+from assets.instance import cancel_runs_on_interrupt, open_instance
 from assets.resources import IbkrClientResource, WarehouseResource
 from assets.runs import RunSummary, run_assets, summarize_run
 from ib_pipeline.clock import SystemClock
 from ib_pipeline.storage.bar_periods import Granularity, keys_between
 from ib_pipeline.universe import Universe
-
-INSTANCE_CONFIG = "dagster.yaml"
 
 QUIET_LOG_LEVEL = "CRITICAL"
 """Dagster's console logging of a backfill run: our summary names failures in one line each."""
@@ -100,23 +97,6 @@ def progress_bar(console: Console) -> Progress:
         console=console,
         disable=not console.is_terminal,
     )
-
-
-@contextmanager
-def open_instance(ephemeral: bool) -> Iterator[dg.DagsterInstance]:
-    """The Dagster instance runs are recorded in (module doc)."""
-    if ephemeral:
-        with dg.DagsterInstance.ephemeral() as instance:
-            yield instance
-    elif os.environ.get("DAGSTER_HOME"):
-        with dg.DagsterInstance.get() as instance:
-            yield instance
-    elif Path(INSTANCE_CONFIG).is_file():
-        with dg.DagsterInstance.from_config(".") as instance:
-            yield instance
-    else:
-        with dg.DagsterInstance.ephemeral() as instance:
-            yield instance
 
 
 def partition_range(
@@ -210,7 +190,7 @@ def run_backfill(
             require_gateway(ibkr)
             if isinstance(store, WarehouseResource) and any(map(_needs_contracts, assets)):
                 require_contracts(ibkr, store, universe)
-        with open_instance(ephemeral) as instance:
+        with open_instance(ephemeral) as instance, cancel_runs_on_interrupt(instance) as owner:
             for asset, keys, config in plan:
                 started = time.perf_counter()
                 result = run_assets(
@@ -221,6 +201,7 @@ def run_backfill(
                     run_config=config,
                     raise_on_error=False,
                     log_level=VERBOSE_LOG_LEVEL if verbose else QUIET_LOG_LEVEL,
+                    tags=owner,
                 )
                 outcome = BackfillOutcome(
                     asset, keys, summarize_run(result), time.perf_counter() - started

@@ -27,14 +27,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from assets.backfill import open_instance
 from assets.definitions import build_definitions
+from assets.instance import open_instance
 from assets.resources import IbkrClientResource, WarehouseResource
 from assets.runs import RunSummary, run_assets, summarize_run
 from ib_pipeline import warehouse as duck
 from ib_pipeline.settings import WarehouseSettings
 from ib_pipeline.simulator import Simulator, SimulatorConfig
 from ib_pipeline.universe import DEFAULT_UNIVERSE_FILE, default_universe_text, parse_universe_text
+from ib_pipeline.warehouse import duckdb_cli_command
 
 MIN_WIDTH = 120
 """Columns the output is laid out for when it does not go to a terminal (rich assumes 80)."""
@@ -220,8 +221,8 @@ def _cell(value: Any) -> str:
 def _print_next_steps(out: Console, root: str) -> None:
     out.rule("next")
     out.print(
-        f"Query it yourself:  duckdb {root}/warehouse.duckdb   "
-        "(or: from ib_pipeline.warehouse import connect)\n"
+        f"Query it yourself:  {duckdb_cli_command(root)}\n"
+        "  (or in Python: from ib_pipeline import Warehouse, connect)\n"
         "Open the Dagster UI: in one terminal `make sim` (the simulator on 127.0.0.1:5000), "
         "in another `.venv/bin/dagster dev` from the repository root, then browse "
         "http://127.0.0.1:3000 (assets, partitions, checks, schedules, the gateway sensor).\n"

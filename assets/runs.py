@@ -24,13 +24,15 @@ def run_assets(
     run_config: Mapping[str, Any] | None = None,
     raise_on_error: bool = True,
     log_level: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Materialise ``assets`` of ``definitions`` in ONE in-process run, with their checks.
 
     ``partition_range`` (first, last) selects a range of partitions (all selected assets must
     share a partitioning); ``instance`` defaults to an ephemeral one; ``log_level`` sets
-    Dagster's console logging (``WARNING`` keeps a progress bar readable). This is what the
-    backfill and demo commands and the end-to-end tests run.
+    Dagster's console logging (``WARNING`` keeps a progress bar readable); ``tags`` are added
+    to the run's (the backfill's owner tags, `assets.instance.cancel_runs_on_interrupt`). This
+    is what the backfill and demo commands and the end-to-end tests run.
     """
     keys = [dg.AssetKey(name) for name in assets]
     known = {key.to_user_string() for key in definitions.resolve_all_asset_keys()}
@@ -42,12 +44,10 @@ def run_assets(
     job = definitions.resolve_implicit_job_def_def_for_assets(keys)
     if job is None:
         raise ValueError(f"no job can run {', '.join(assets)} together")
-    tags: dict[str, str] = {}
+    run_tags: dict[str, str] = dict(tags or {})
     if partition_range is not None:
-        tags = {
-            PARTITION_RANGE_START_TAG: partition_range[0],
-            PARTITION_RANGE_END_TAG: partition_range[1],
-        }
+        run_tags[PARTITION_RANGE_START_TAG] = partition_range[0]
+        run_tags[PARTITION_RANGE_END_TAG] = partition_range[1]
     config: dict[str, Any] = dict(run_config) if run_config is not None else {}
     if log_level is not None:
         config["loggers"] = {"console": {"config": {"log_level": log_level}}}
@@ -55,7 +55,7 @@ def run_assets(
         run_config=config or None,
         instance=instance if instance is not None else dg.DagsterInstance.ephemeral(),
         asset_selection=keys,
-        tags=tags,
+        tags=run_tags,
         raise_on_error=raise_on_error,
     )
 

@@ -11,8 +11,40 @@ Atomicity
   file is flushed and fsynced, then ``os.replace`` puts it over the old one, and the folder is
   fsynced so the rename survives a power cut. A crash leaves the old file or the new one plus
   possibly a stale temporary file, which the next write to that folder removes.
-- Object stores (fsspec URLs): a single object PUT is atomic (S3, GCS, Azure all expose either
-  the whole old object or the whole new one), so the object is written in one call.
+- Object stores (``s3://``, ``gs://``, ``az://``... and ``memory://`` in tests) have no rename,
+  and need none: one object PUT is atomic (S3 and the S3-compatible stores, GCS and Azure show
+  either the whole old object or the whole new one; a large object goes up as a multipart
+  upload, which becomes visible only when it completes). So every file is written in one call,
+  straight to its final name: no temporary objects exist, so none can be left behind by a
+  crash (an unfinished multipart upload is invisible, and bucket lifecycle rules expire it).
+  A partition is two objects, written data first and manifest last (`storage.store`): a reader
+  sees the old partition, or the new data with the old manifest for a moment (``manifest
+  --verify`` calls that "stale", and the next write of the partition repairs it), never a
+  half-written file. A loader killed mid-way leaves every partition it finished and the old
+  version of the one it was writing.
+
+Locks
+-----
+On a local root `LocalRoot.lock` is an ``flock`` on the folder, across processes. Object stores
+offer no lock that survives a crashed holder simply, so `FsspecRoot.lock` is a no-op: one writer
+per partition at a time is the caller's contract, which Dagster gives (one materialisation of a
+partition at a time). Two writers of the same partition at once would each write a whole
+partition, and the last PUT wins (never a mix); two writers finishing together may leave the
+catalog file without the other's new partition until the next write (`warehouse`).
+
+Freshness across processes
+--------------------------
+Several processes write one warehouse. fsspec keeps directory listings, and file systems are
+shared per process, so a listing taken once could hide objects another process wrote since.
+`FsspecRoot` opens its file system with ``use_listings_cache=False``: `FsspecRoot.files` and
+`FsspecRoot.exists` ask the store every time.
+
+Credentials
+-----------
+Object-store credentials come only from the client library's own configuration (for S3: the
+standard ``AWS_*`` variables, ``AWS_ENDPOINT_URL`` for S3-compatible servers, or a profile),
+never from the URL: a URL with a password in it is refused, since the root URL is written
+into the catalog's views, manifests, logs and error messages.
 
 What it must never do: accept a path that leaves the root. Every relative path is checked
 again here (defence in depth), however it was built.
@@ -30,6 +62,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import fsspec
+
+OBJECT_STORE_PROTOCOLS = frozenset(
+    {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "r2"}
+)
+"""Protocols without folders: nothing to create before a write."""
 
 TEMP_SUFFIX = ".tmp"
 _TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
@@ -156,14 +193,20 @@ class LocalRoot:
 
 
 class FsspecRoot:
-    """A warehouse root on any fsspec filesystem (object stores, ``memory://`` in tests)."""
+    """A warehouse root on any fsspec filesystem (object stores, ``memory://`` in tests).
+
+    Writes are one PUT per file, straight to the final name; there is no lock (module doc:
+    Atomicity, Locks). Listings are never cached, so objects written by other processes are
+    seen at once."""
 
     def __init__(self, url: str) -> None:
-        fs, path = fsspec.core.url_to_fs(url)
+        _refuse_password(url)
+        fs, path = fsspec.core.url_to_fs(url, use_listings_cache=False)
         self._fs = fs
         self._base = str(path).rstrip("/")
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         self._protocol = protocol
+        self._folders = protocol not in OBJECT_STORE_PROTOCOLS
         self._url = f"{protocol}://{self._base.lstrip('/')}"
 
     @property
@@ -182,9 +225,11 @@ class FsspecRoot:
         return f"{self._url}/{check_relative(rel)}"
 
     def write_atomic(self, rel: str, data: bytes) -> None:
+        """Write ``data`` in one call to its final name (one PUT, or a multipart upload that
+        appears whole when complete, on object stores)."""
         path = self._resolve(rel)
-        parent = str(PurePosixPath(path).parent)
-        self._fs.makedirs(parent, exist_ok=True)
+        if self._folders:
+            self._fs.makedirs(str(PurePosixPath(path).parent), exist_ok=True)
         self._fs.pipe_file(path, data)
 
     def read_bytes(self, rel: str) -> bytes:
@@ -204,11 +249,17 @@ class FsspecRoot:
 
     def files(self, rel_dir: str, suffix: str) -> list[str]:
         base = self._base if rel_dir == "" else self._resolve(rel_dir)
-        if not self._fs.exists(base):
+        try:
+            listed = self._fs.find(base)  # one listing request per 1000 objects on S3
+        except FileNotFoundError:
             return []
+        prefix = self._base.lstrip("/")
         found: list[str] = []
-        for path in self._fs.find(base):
-            rel = str(path).lstrip("/")[len(self._base.lstrip("/")) :].lstrip("/")
+        for path in listed:
+            text = str(path).lstrip("/")
+            if not text.startswith(f"{prefix}/"):
+                continue
+            rel = text[len(prefix) + 1 :]
             parts = rel.split("/")
             if rel.endswith(suffix) and not any(part.startswith(".") for part in parts):
                 found.append(rel)
@@ -216,8 +267,11 @@ class FsspecRoot:
 
     @contextlib.contextmanager
     def lock(self, rel_dir: str) -> Iterator[None]:
-        # Object stores have no locks: one writer per partition is the caller's contract
-        # (Dagster runs one materialisation per partition at a time).
+        """No lock: object stores have none that survives a crashed holder simply. One writer
+        per partition is the caller's contract (Dagster runs one materialisation of a partition
+        at a time); see the module doc. Nothing to clean either: no temporary objects."""
+        if rel_dir:
+            check_relative(rel_dir)
         yield
 
     def filesystem(self) -> Any:
@@ -242,6 +296,19 @@ def open_root(root: str | os.PathLike[str] | Any) -> LocalRoot | FsspecRoot:
     if "://" in text:
         return FsspecRoot(text)
     return LocalRoot(text)
+
+
+_PASSWORD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@")
+
+
+def _refuse_password(url: str) -> None:
+    if _PASSWORD_RE.match(url):
+        scheme = url.split("://", 1)[0]
+        raise ValueError(
+            f"warehouse URL {scheme}://<credentials hidden>@... holds credentials; give them "
+            "to the store's client instead (for S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+            "AWS_ENDPOINT_URL or a profile), never in the URL"
+        )
 
 
 def _fsync_dir(folder: Path) -> None:
