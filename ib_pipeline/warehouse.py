@@ -52,6 +52,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import shlex
 import tempfile
 import weakref
@@ -68,6 +69,7 @@ from ib_pipeline.settings import WarehouseSettings
 from ib_pipeline.storage.datasets import DATASETS
 from ib_pipeline.storage.fs import FsspecRoot, LocalRoot, open_root
 from ib_pipeline.storage.listing import (
+    DATA_FOLDERS,
     DatasetListing,
     FileGroup,
     FileInfo,
@@ -247,7 +249,7 @@ def require_warehouse(root: str | os.PathLike[str] | Any | None = None) -> Local
     """The root (default: the settings'), if it holds a warehouse: its catalog file or a data
     file of some dataset. Raises `WarehouseNotFoundError` naming the path otherwise."""
     opened = _open(root)
-    if opened.exists(CATALOG_FILE) or any(opened.files(name, ".parquet") for name in DATASET_VIEWS):
+    if opened.exists(CATALOG_FILE) or any(opened.files(name, ".parquet") for name in DATA_FOLDERS):
         return opened
     missing = isinstance(opened, LocalRoot) and not opened.path.exists()
     what = "does not exist" if missing else "holds no warehouse (no warehouse.duckdb, no dataset)"
@@ -454,9 +456,11 @@ def duckdb_cli_command(root: str | os.PathLike[str] | Any | None = None) -> str:
     opened = _open(root)
     if not isinstance(opened, LocalRoot):
         return f"duckdb  # then: ATTACH {sql_string(opened.full(CATALOG_FILE))}"
-    folder = shlex.quote(str(opened.path))
-    setting = shlex.quote(f"SET file_search_path = {sql_string(str(opened.path))}")
-    return f"duckdb -cmd {setting} {folder}/{CATALOG_FILE}"
+    path = str(opened.path)
+    if re.fullmatch(r"[\w./+-]+", path):  # the common case, quoted the way people type it
+        return f"duckdb -cmd \"SET file_search_path='{path}'\" {path}/{CATALOG_FILE}"
+    setting = shlex.quote(f"SET file_search_path = {sql_string(path)}")
+    return f"duckdb -cmd {setting} {shlex.quote(path)}/{CATALOG_FILE}"
 
 
 def refresh_catalog(

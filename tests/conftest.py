@@ -4,6 +4,8 @@
   US trading session (`SIM_NOW`, Tuesday 2024-11-26 13:00 New York), the published pacing limits
   but a penalty box of 1 s (so a test that trips it recovers quickly), and no session timeout
   (tests that move the clock by hours keep their session; expiry tests ask for one).
+- ``demo_root``/``truth_sim``: the demo's warehouse, loaded once per test process, and a
+  simulator with the demo's seed and clock for its ground truth.
 - ``make_sim(**changes)``: a factory for simulators with other settings; keyword arguments are
   `SimulatorConfig` fields overriding the ``sim`` defaults, e.g.
   ``make_sim(authenticated=False)``, ``make_sim(tls=True)``, ``make_sim(session_timeout_s=300)``,
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -68,3 +71,28 @@ def make_sim() -> Iterator[Callable[..., Simulator]]:
 def sim(make_sim: Callable[..., Simulator]) -> Simulator:
     """A running simulator with the default test settings (see the module docstring)."""
     return make_sim()
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A warehouse loaded by the demo (the real Dagster definitions on the simulator, seed 42,
+    clock pinned after the close of 2025-11-28), at ``<a temp folder>/warehouse``, loaded once
+    per test process and shared: tests only read it (copy it to change it)."""
+    import io  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+
+    from assets.demo import run_demo  # noqa: PLC0415 (Dagster: only for tests that need it)
+
+    root = tmp_path_factory.mktemp("demo") / "warehouse"
+    assert run_demo(str(root), ephemeral=True, console=Console(file=io.StringIO())) == 0
+    return root
+
+
+@pytest.fixture(scope="session")
+def truth_sim() -> Simulator:
+    """A simulator with the demo's seed and clock, for its ground truth (not started)."""
+    from assets.demo import DEMO_NOW, DEMO_SEED  # noqa: PLC0415
+    from ib_pipeline.simulator import Simulator, SimulatorConfig  # noqa: PLC0415
+
+    return Simulator(SimulatorConfig(seed=DEMO_SEED, now=DEMO_NOW, session_timeout_s=None))

@@ -8,6 +8,12 @@ run rewrites by it (`assets.bar_loader`); they must never disagree.
 - 1h-8h bars: per session month (``session_month=2024-11``);
 - daily, weekly and monthly bars: per year (``session_year=2024``).
 
+Each grain has a dataset folder of its own (`Granularity.home`): ``bars/`` (sub-hour, by
+session date), ``bars_hourly/`` (by month) and ``bars_daily/`` (by year), so that every folder
+holds ONE hive layout a plain reader (pyarrow, pandas, polars, DuckDB) can take whole. They stay
+one logical dataset, ``bars``: one view, one key, and partition ids that name the grain by their
+folder key (``bar_size=1h/session_month=2024-11``), so an id alone says where its file is.
+
 A partition key is the folder's value (``2024-11-26``, ``2024-11``, ``2024``). Pure functions:
 no files, no dagster.
 """
@@ -18,7 +24,6 @@ import calendar
 from datetime import date, datetime, timedelta
 from enum import Enum
 
-from ib_pipeline.storage.paths import Partition
 from ib_pipeline.timeframes import BarKind, BarSize, parse_bar_size
 
 DATASET = "bars"
@@ -41,6 +46,25 @@ class Granularity(Enum):
         return {"session": "session_date", "month": "session_month", "year": "session_year"}[
             self.value
         ]
+
+    @property
+    def home(self) -> str:
+        """The dataset folder under the warehouse root holding this grain's partitions."""
+        return {"session": DATASET, "month": f"{DATASET}_hourly", "year": f"{DATASET}_daily"}[
+            self.value
+        ]
+
+
+GRAIN_OF_FOLDER: dict[str, Granularity] = {grain.folder: grain for grain in Granularity}
+"""The grain of a bars partition, by the hive key of its period folder."""
+
+
+def bars_home(directory: str) -> str:
+    """The dataset folder of the bars partition whose hive folders are ``directory``
+    (``bar_size=1h/session_month=2024-11`` -> ``bars_hourly``); ``bars`` when it names none."""
+    last = directory.rsplit("/", 1)[-1].partition("=")[0]
+    grain = GRAIN_OF_FOLDER.get(last)
+    return DATASET if grain is None else grain.home
 
 
 def granularity(bar: BarSize | str) -> Granularity:
@@ -102,5 +126,5 @@ def partition_id(bar: BarSize | str, key: str) -> str:
     """The store's partition id of bars of ``bar`` for partition key ``key``."""
     size = parse_bar_size(bar) if isinstance(bar, str) else bar
     first_day, _ = key_dates(key, granularity(size))
-    pairs = (("bar_size", size.label), bar_folder(size, first_day))
-    return Partition.from_pairs(DATASET, pairs).id
+    folder, value = bar_folder(size, first_day)
+    return f"bar_size={size.label}/{folder}={value}"

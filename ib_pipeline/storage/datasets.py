@@ -3,26 +3,37 @@
 Why one table of definitions: the contracts, the store, the replay and the DuckDB views must
 agree on dataset names, stored columns, keys and layout; they all read them from here.
 
-Layout (under the warehouse root; hive-style folders DuckDB reads with ``hive_partitioning``):
+Layout (under the warehouse root; each top-level folder is ONE hive layout that pyarrow,
+pandas, polars and DuckDB read whole with nothing but ``hive`` partitioning):
 
-================  ==========================================================  ================
-dataset           file                                                        key
-================  ==========================================================  ================
-bars              bars/bar_size=1min/session_date=2024-11-26/part.parquet     conid,bar_size,ts
-quotes            quotes/date=2024-11-26/snapshot-20241126T150000000Z.parquet as_of,conid
-positions         positions/date=2024-11-26/account=U1234567/part.parquet     account,as_of,conid
-account_summary   account_summary/date=2024-11-26/account=U1234567/part.parquet account,as_of,key
-orders            orders/date=2024-11-26/part.parquet                         as_of,order_id
-contracts         contracts/part.parquet                                      conid
-accounts          accounts/part.parquet                                       account_id
-================  ==========================================================  ================
+================  ==============================================================  ============
+dataset           file                                                            key
+================  ==============================================================  ============
+bars (< 1h)       bars/bar_size=1min/session_date=2024-11-26/part.parquet         conid,
+bars (1h-8h)      bars_hourly/bar_size=1h/session_month=2024-11/part.parquet      bar_size,
+bars (1d,1w,1m)   bars_daily/bar_size=1d/session_year=2024/part.parquet           ts
+quotes            quotes/date=2024-11-26/snapshot-20241126T150000000Z.parquet     as_of,conid
+positions         positions/date=2024-11-26/account=U1234567/part.parquet         account,as_of,conid
+account_summary   account_summary/date=2024-11-26/account=U1234567/part.parquet   account,as_of,key
+orders            orders/date=2024-11-26/part.parquet                             as_of,order_id
+contracts         contracts/part.parquet                                          conid
+accounts          accounts/part.parquet                                           account_id
+================  ==============================================================  ============
+
+Manifests live under ``_manifests/`` (`storage.paths.MANIFESTS`), quarantine files under
+``quarantine/dataset=<name>/``; temporary files start with ``.``: none is in a data folder's
+``*.parquet`` glob.
 
 - Bars are never partitioned by symbol. The folder below ``bar_size`` is the session date,
-  month or year, by bar size (`storage.bar_periods`), so files are neither tiny nor huge.
-  Stored bars carry a ``session_date`` column (the trading session a bar belongs to: an
-  extended-hours US session crosses midnight UTC, a CME session opens the evening before its
-  date); for sub-hour bars the folder names it too, so DuckDB skips whole files on a
-  ``session_date`` filter.
+  month or year, by bar size (`storage.bar_periods`, which also names each grain's folder), so
+  files are neither tiny nor huge. Bars carry a ``session_date`` column (the trading session a
+  bar belongs to: an extended-hours US session crosses midnight UTC, a CME session opens the
+  evening before its date).
+- A column that a partition's folders name (``bar_size``; ``session_date`` of sub-hour bars;
+  ``account`` of positions and summaries; ``dataset`` of the quarantine) is NOT stored in the
+  file: the folder is its only copy, so a reader never meets two types for one name (DuckDB
+  and polars read ``2024-11-26`` as a date, pyarrow and pandas as a string). The store and the
+  views add it back from the path (`path_columns`).
 - Snapshot datasets carry ``as_of``, the time the snapshot was taken (for quotes and orders the
   store adds it from the write call; positions and summaries have it already); their ``date``
   is the UTC date of ``as_of``.
@@ -61,17 +72,20 @@ Grouper = Callable[[pa.Table], list[tuple[Partition, npt.NDArray[np.int64]]]]
 
 @dataclass(frozen=True)
 class Layout:
-    """One shape of partition folder inside a dataset, as DuckDB must read it.
+    """One dataset folder and the shape of its partition folders, as DuckDB must read it.
 
-    ``pattern``: glob of the data files relative to the dataset folder; ``keys``: the hive keys
-    in those paths with their DuckDB types; ``exposed``: keys the dataset's view shows as
-    columns (the others only name folders). One dataset may have several layouts (bars: by day,
-    month or year); DuckDB reads each with its own keys and the view unions them by name.
+    ``pattern``: glob of the data files relative to ``folder`` (the top-level folder under the
+    root; "" is the dataset's name); ``keys``: the hive keys in those paths with their DuckDB
+    types; ``exposed``: keys the dataset's view shows as columns although the dataset's schema
+    lacks them (keys that are schema columns are always shown, from the path). One folder has
+    one layout; a dataset may span several folders (bars: one per grain) and its view unions
+    them by name.
     """
 
     pattern: str
     keys: tuple[tuple[str, str], ...] = ()
     exposed: tuple[str, ...] = ()
+    folder: str = ""
 
 
 @dataclass(frozen=True)
@@ -200,7 +214,30 @@ def _group_all(dataset: str) -> Grouper:
     return group
 
 
-_BAR_SIZE = ("bar_size", "VARCHAR")
+def _bar_layouts() -> tuple[Layout, ...]:
+    """One folder per bar grain (`Granularity.home`), each with its own period key."""
+    return tuple(
+        Layout(
+            f"bar_size=*/{grain.folder}=*/*.parquet",
+            (
+                ("bar_size", "VARCHAR"),
+                (grain.folder, "DATE" if grain is Granularity.SESSION else "VARCHAR"),
+            ),
+            folder=grain.home,
+        )
+        for grain in Granularity
+    )
+
+
+def path_columns(spec_schema: pa.Schema, pairs: dict[str, str]) -> dict[str, pa.Scalar]:
+    """The stored columns a partition's folders name (``pairs``: its hive keys and values),
+    as typed scalars: these are not kept in its file, and come back from the path on read."""
+    found: dict[str, pa.Scalar] = {}
+    for key, value in pairs.items():
+        if key in spec_schema.names:
+            kind = spec_schema.field(key).type
+            found[key] = pa.scalar(value, pa.string()).cast(kind)
+    return found
 
 
 def _with_as_of(schema: pa.Schema) -> pa.Schema:
@@ -220,20 +257,7 @@ DATASETS: dict[str, DatasetSpec] = {
             sort=("conid", "ts"),
             time_column="ts",
             adds_as_of=False,
-            layouts=(
-                Layout(
-                    "*/session_date=*/*.parquet",
-                    (("bar_size", "VARCHAR"), ("session_date", "DATE")),
-                ),
-                Layout(
-                    "*/session_month=*/*.parquet",
-                    (("bar_size", "VARCHAR"), ("session_month", "VARCHAR")),
-                ),
-                Layout(
-                    "*/session_year=*/*.parquet",
-                    (("bar_size", "VARCHAR"), ("session_year", "VARCHAR")),
-                ),
-            ),
+            layouts=_bar_layouts(),
             group=_group_bars,
             replace_by="conid",
         ),

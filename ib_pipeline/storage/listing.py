@@ -55,6 +55,11 @@ VIEW_SOURCES: tuple[ViewSource, ...] = (
 )
 """Every dataset with a view of its own, in view order."""
 
+DATA_FOLDERS: tuple[str, ...] = tuple(
+    dict.fromkeys(lay.folder or src.name for src in VIEW_SOURCES for lay in src.layouts)
+)
+"""Every top-level folder of the root holding data files (one hive layout each)."""
+
 
 @dataclass(frozen=True)
 class FileInfo:
@@ -116,6 +121,23 @@ def read_footer(root: LocalRoot | FsspecRoot, rel: str) -> FileInfo:
     return FileInfo(frozenset(names), int(metadata.num_rows))
 
 
+class LegacyLayoutError(ValueError):
+    """The warehouse holds files of the layout before one folder per layout and manifests under
+    ``_manifests`` (issue 11); the message names a file and the fix."""
+
+
+LEGACY_FIX = (
+    "this warehouse was written in the layout before manifests moved to _manifests/ and hourly "
+    "and daily bars to bars_hourly/ and bars_daily/; rebuild it: move the folder aside and run "
+    "`ib-pipeline replay contracts`, then `ib-pipeline replay <dataset>` for each dataset "
+    "(from the raw zone), or re-run the backfill"
+)
+
+
+def legacy_error(rel: str, why: str) -> LegacyLayoutError:
+    return LegacyLayoutError(f"{rel}: {why}; {LEGACY_FIX}")
+
+
 def list_dataset(
     root: LocalRoot | FsspecRoot,
     source: ViewSource,
@@ -123,32 +145,40 @@ def list_dataset(
 ) -> DatasetListing:
     """The data files of ``source`` under ``root``, grouped for DuckDB. ``known``: files of an
     earlier listing; only files not known to hold every stored column have their footer read.
-    Files matching none of the dataset's layouts are not data files and are left out (as a
-    layout glob would have left them)."""
+    Each layout's folder is listed once; a file there matching no layout is not a data file and
+    is left out (as a layout glob would have left it), except a ``.parquet`` file of the layout
+    before issue 11 (a month or year folder under ``bars/``), and a file that stores a column
+    its folders name: both raise `LegacyLayoutError` naming the file and the fix."""
     stored = frozenset(source.schema.names)
     known = known or {}
-    prefix = len(source.name) + 1
     files: dict[str, FileInfo] = {}
     grouped: dict[tuple[int, tuple[str, ...]], list[str]] = {}
-    for rel in root.files(source.name, DATA_SUFFIX):
-        inner = rel[prefix:]
-        index = next(
-            (i for i, lay in enumerate(source.layouts) if matches(inner, lay.pattern)), None
-        )
-        if index is None:
-            continue
-        check_no_glob(rel)
-        before = known.get(rel)
-        if before is None or not before.columns >= stored:
-            found = read_footer(root, rel)
-            before = FileInfo(found.columns & stored, found.rows)
-        files[rel] = before
-        # a column named by the layout's folders comes from the path, not from the file
-        from_path = {key for key, _ in source.layouts[index].keys}
-        missing = tuple(
-            n for n in source.schema.names if n not in before.columns and n not in from_path
-        )
-        grouped.setdefault((index, missing), []).append(rel)
+    homes: dict[str, list[int]] = {}
+    for index, lay in enumerate(source.layouts):
+        homes.setdefault(lay.folder or source.name, []).append(index)
+    for home, indices in homes.items():
+        prefix = len(home) + 1
+        for rel in root.files(home, DATA_SUFFIX):
+            inner = rel[prefix:]
+            index = next((i for i in indices if matches(inner, source.layouts[i].pattern)), None)
+            if index is None:
+                if any(matches(inner, lay.pattern) for lay in source.layouts):
+                    raise legacy_error(rel, "a partition in another grain's folder")
+                continue
+            check_no_glob(rel)
+            before = known.get(rel)
+            if before is None or not before.columns >= stored:
+                found = read_footer(root, rel)
+                before = FileInfo(found.columns & stored, found.rows)
+            # a column named by the layout's folders comes from the path, not from the file
+            from_path = {key for key, _ in source.layouts[index].keys}
+            if repeated := sorted(before.columns & from_path):
+                raise legacy_error(rel, f"the file stores its partition key(s) {repeated}")
+            files[rel] = before
+            missing = tuple(
+                n for n in source.schema.names if n not in before.columns and n not in from_path
+            )
+            grouped.setdefault((index, missing), []).append(rel)
     groups = tuple(
         FileGroup(
             source.layouts[index],

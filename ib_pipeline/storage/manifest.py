@@ -6,8 +6,11 @@ data disagree. The manifest is written atomically AFTER the data file, so after 
 the two it describes the previous data; readers compare ``content_sha256``/``size_bytes``
 against the file and report ``stale`` rather than trusting it.
 
-JSON, one file beside the data (``part.manifest.json`` next to ``part.parquet``). This module
-builds and parses manifests; it never writes them (the store does, through `fs`).
+JSON, one file per partition under the root's ``_manifests/`` folder, at the data file's path
+(``_manifests/bars/bar_size=1min/session_date=2024-11-26/part.json`` for
+``bars/bar_size=1min/session_date=2024-11-26/part.parquet``; `storage.paths.MANIFESTS`): never
+inside a data folder, where plain readers would trip on it. This module builds and parses
+manifests; it never writes them (the store does, through `fs`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ FORMAT_VERSION = 1
 STATUS_OK = "ok"  # the data file is the one the manifest describes
 STATUS_STALE = "stale"  # the data file changed after the manifest was written
 STATUS_MISSING = "missing"  # data without a manifest (crash before the first manifest)
+STATUS_GARBLED = "garbled"  # a manifest that is not valid JSON (or lacks fields): as missing
+STATUS_CORRUPT = "corrupt"  # the data file does not decode (damaged or truncated bytes)
 STATUS_UNCHECKED = "unchecked"  # as parsed, before a reader compared it with the data
 
 
@@ -61,7 +66,7 @@ class Manifest:
     def from_json(cls, data: bytes, where: str) -> Manifest:
         try:
             body = orjson.loads(data)
-        except orjson.JSONDecodeError as error:
+        except orjson.JSONDecodeError as error:  # a ValueError: callers treat it as garbled
             raise ValueError(f"manifest {where} is not valid JSON: {error}") from None
         if not isinstance(body, dict):
             raise ValueError(f"manifest {where} is not a JSON object")
@@ -69,7 +74,10 @@ class Manifest:
         missing = sorted(known - set(body) - {"format_version"})
         if missing:
             raise ValueError(f"manifest {where} lacks fields {missing}")
-        return cls(**{k: v for k, v in body.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in body.items() if k in known})
+        except TypeError as error:
+            raise ValueError(f"manifest {where} is not a manifest: {error}") from None
 
     def with_status(self, status: str) -> Manifest:
         return replace(self, status=status)

@@ -13,6 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ib_pipeline.storage.bar_periods import DATASET as BARS
+from ib_pipeline.storage.bar_periods import Granularity, bars_home
+
 SAFE_VALUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 """What a partition value (and an account id) may look like."""
 
@@ -21,8 +24,21 @@ _SAFE_KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _SAFE_DATASET = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 DATA_SUFFIX = ".parquet"
-MANIFEST_SUFFIX = ".manifest.json"
+MANIFEST_SUFFIX = ".json"
+MANIFESTS = "_manifests"
+"""Root-level folder of every manifest: ``_manifests/<dataset folder>/<partition>/<stem>.json``.
+Outside the data folders, and ``_``-prefixed, so no reader of the data ever meets one."""
+LEGACY_MANIFEST_SUFFIX = ".manifest.json"
+"""Manifests of the layout before `MANIFESTS` (beside the data file): only recognised, to
+refuse an old warehouse with a clear message."""
 DEFAULT_STEM = "part"
+
+
+def dataset_folders(dataset: str) -> tuple[str, ...]:
+    """The folders under the root holding ``dataset``'s data files (bars: one per grain)."""
+    if dataset == BARS:
+        return tuple(dict.fromkeys(grain.home for grain in Granularity))
+    return (dataset,)
 
 
 def safe_value(what: str, value: str) -> str:
@@ -46,7 +62,8 @@ class Partition:
 
     ``directory`` is a hive-style path (``bar_size=1min/period=2024-11-26``), empty for an
     unpartitioned dataset; ``stem`` is ``part`` except for datasets keeping several files per
-    folder (one quote file per snapshot time).
+    folder (one quote file per snapshot time). ``home`` is the dataset folder holding it: the
+    dataset's name, except bars of hourly and coarser grains (`storage.bar_periods`).
     """
 
     dataset: str
@@ -93,9 +110,14 @@ class Partition:
         return self.id or "(unpartitioned)"
 
     @property
+    def home(self) -> str:
+        """The dataset folder under the root (``bars``, ``bars_hourly``, ``quotes``...)."""
+        return bars_home(self.directory) if self.dataset == BARS else self.dataset
+
+    @property
     def folder(self) -> str:
         """Root-relative folder holding the data file."""
-        return f"{self.dataset}/{self.directory}" if self.directory else self.dataset
+        return f"{self.home}/{self.directory}" if self.directory else self.home
 
     @property
     def data_path(self) -> str:
@@ -103,7 +125,12 @@ class Partition:
 
     @property
     def manifest_path(self) -> str:
-        return f"{self.folder}/{self.stem}{MANIFEST_SUFFIX}"
+        return f"{MANIFESTS}/{self.folder}/{self.stem}{MANIFEST_SUFFIX}"
+
+    @property
+    def legacy_manifest_path(self) -> str:
+        """Where the layout before `MANIFESTS` kept the manifest (beside the data file)."""
+        return f"{self.folder}/{self.stem}{LEGACY_MANIFEST_SUFFIX}"
 
     @property
     def slug(self) -> str:
@@ -119,9 +146,15 @@ class Partition:
 
 def partition_of_data_path(dataset: str, rel: str) -> Partition:
     """The partition whose data file is at root-relative ``rel`` (as listed by the root)."""
-    prefix = f"{dataset}/"
-    if not rel.startswith(prefix) or not rel.endswith(DATA_SUFFIX):
+    home = rel.split("/", 1)[0]
+    if home not in dataset_folders(dataset) or not rel.endswith(DATA_SUFFIX):
         raise ValueError(f"{rel!r} is not a data file of dataset {dataset!r}")
-    inner = rel[len(prefix) : -len(DATA_SUFFIX)]
+    inner = rel[len(home) + 1 : -len(DATA_SUFFIX)]
     directory, _, stem = inner.rpartition("/")
-    return Partition(dataset, directory, stem)
+    partition = Partition(dataset, directory, stem)
+    if partition.data_path != rel:  # e.g. a month folder under bars/: not where it belongs
+        raise ValueError(
+            f"{rel!r} is not where dataset {dataset!r} keeps that partition "
+            f"(expected {partition.data_path!r})"
+        )
+    return partition

@@ -16,19 +16,14 @@ A line the test does not know how to run fails it: teach the test, do not hide t
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rich.console import Console
-
-from assets.demo import run_demo
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -60,21 +55,23 @@ BLOCKS = readme_blocks()
 
 
 def test_every_block_says_what_it_is() -> None:
-    unlabelled = [number for number, language, _ in BLOCKS if language not in ("python", "sh", "text")]
+    unlabelled = [
+        number for number, language, _ in BLOCKS if language not in ("python", "sh", "text")
+    ]
     assert unlabelled == [], f"README blocks without python/sh/text at lines {unlabelled}"
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def project(demo_root: Path) -> Path:
     """A reader's working directory after ``make demo``: ``./warehouse`` holds the demo."""
-    folder = tmp_path_factory.mktemp("reader")
-    console = Console(file=io.StringIO(), width=160)
-    assert run_demo(str(folder / "warehouse"), ephemeral=True, console=console) == 0
-    yield folder
+    return demo_root.parent
 
 
-def reader_env() -> dict[str, str]:
+def reader_env(project: Path) -> dict[str, str]:
+    """The reader's environment: the warehouse the demo loaded is the default one (as after
+    ``make demo`` in a checkout), and the venv's commands come first on the PATH."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("IB_PIPELINE_")}
+    environ["IB_PIPELINE_WAREHOUSE"] = str(project / "warehouse")
     environ["PATH"] = f"{VENV_BIN}{os.pathsep}{environ.get('PATH', '')}"
     return environ
 
@@ -95,13 +92,13 @@ def run_line(line: str, project: Path) -> None:
         serve_briefly([*words, "--port", "0"], project, where)
     elif Path(words[0]).name == "ib-pipeline":
         done = subprocess.run(
-            words, cwd=project, env=reader_env(), capture_output=True, text=True,
+            words, cwd=project, env=reader_env(project), capture_output=True, text=True,
             timeout=300, check=False,
         )  # fmt: skip
         assert done.returncode == 0, f"{where}: {done.stdout}\n{done.stderr}"
     elif words[0] == "duckdb":
         done = subprocess.run(
-            [str(VENV_BIN / "duckdb"), *words[1:]], cwd=project, env=reader_env(),
+            [str(VENV_BIN / "duckdb"), *words[1:]], cwd=project, env=reader_env(project),
             input="SELECT count(*) AS bars FROM bars;\n", capture_output=True, text=True,
             timeout=120, check=False,
         )  # fmt: skip
@@ -114,7 +111,7 @@ def run_line(line: str, project: Path) -> None:
 
 def serve_briefly(words: list[str], project: Path, where: str) -> None:
     process = subprocess.Popen(
-        words, cwd=project, env=reader_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        words, cwd=project, env=reader_env(project), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True,
     )  # fmt: skip
     try:
@@ -139,7 +136,7 @@ def test_readme_block_runs(number: int, language: str, text: str, project: Path)
     script = project / f"readme_block_{number}.py"
     script.write_text(text, "utf-8")
     done = subprocess.run(
-        [sys.executable, str(script)], cwd=project, env=reader_env(), capture_output=True,
+        [sys.executable, str(script)], cwd=project, env=reader_env(project), capture_output=True,
         text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, f"README block at line {number}:\n{done.stdout}\n{done.stderr}"

@@ -47,13 +47,23 @@ def test_partition_ids_round_trip() -> None:
     bars = Partition.from_pairs("bars", (("bar_size", "1min"), ("session_date", "2024-11-26")))
     assert bars.id == "bar_size=1min/session_date=2024-11-26"
     assert bars.data_path == "bars/bar_size=1min/session_date=2024-11-26/part.parquet"
-    assert bars.manifest_path == "bars/bar_size=1min/session_date=2024-11-26/part.manifest.json"
+    # manifests live outside the data folders (issue 11): no reader of bars/ meets one
+    assert bars.manifest_path == "_manifests/bars/bar_size=1min/session_date=2024-11-26/part.json"
+    hourly = Partition.from_id("bars", "bar_size=1h/session_month=2024-11")
+    assert hourly.data_path == "bars_hourly/bar_size=1h/session_month=2024-11/part.parquet"
+    daily = Partition.from_id("bars", "bar_size=1d/session_year=2024")
+    assert daily.data_path == "bars_daily/bar_size=1d/session_year=2024/part.parquet"
+    assert daily.manifest_path == "_manifests/bars_daily/bar_size=1d/session_year=2024/part.json"
     quotes = Partition("quotes", "date=2024-11-26", "snapshot-20241126T180000000Z")
     assert quotes.id == "date=2024-11-26/snapshot-20241126T180000000Z"
-    for part in (bars, quotes, Partition("contracts", "")):
+    for part in (bars, hourly, daily, quotes, Partition("contracts", "")):
         assert Partition.from_id(part.dataset, part.id) == part
         assert partition_of_data_path(part.dataset, part.data_path) == part
     assert Partition("contracts", "").label == "(unpartitioned)"
+    assert Partition("contracts", "").manifest_path == "_manifests/contracts/part.json"
+    # a month folder under bars/ (the layout before one folder per grain) is not a partition
+    with pytest.raises(ValueError, match="not where"):
+        partition_of_data_path("bars", "bars/bar_size=1h/session_month=2024-11/part.parquet")
 
 
 def test_temp_names_never_match_reader_globs() -> None:
