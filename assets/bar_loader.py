@@ -172,8 +172,12 @@ def _stored_complete(
     grain: Granularity,
     universe: Universe,
 ) -> bool:
+    # ``verify``: the file's sha256 against its manifest, so a partition damaged in place (same
+    # size) is re-fetched, not skipped (issue 10 item 5). Measured: ~1.5 ms to hash a 2.4 MB
+    # partition, against seconds of paced requests to fetch it. A garbled manifest reads as
+    # ``garbled`` (not ok): the partition is re-fetched (item 6).
     try:
-        manifest = store.manifest(DATASET, partition_id(bar, key))
+        manifest = store.manifest(DATASET, partition_id(bar, key), verify=True)
     except FileNotFoundError:
         return False
     return is_complete(manifest, expectation(contracts, key, grain, universe.outside_rth, bar))

@@ -6,8 +6,9 @@ contiguous ranges as possible (the client pages each range with the fewest reque
 partitions the store already holds completely (gap-aware loading, unless ``refetch``), and cuts
 very long ranges into chunks of bounded size so memory stays flat however long the backfill.
 
-A stored partition is complete when its manifest is current (``ok``), it holds every
-instrument that had a session in it, its last load quarantined nothing, it holds at least as
+A stored partition is complete when its manifest is current (``ok``: the caller verifies the
+file's sha256 against it, so damaged bytes or a garbled manifest are never ``ok``), it holds
+every instrument that had a session in it, its last load quarantined nothing, it holds at least as
 many bars as those sessions imply (`ib_pipeline.calendars.bar_starts`, for intraday and daily
 bars), and it was written after the last of those sessions closed. A partition that falls short
 (bad rows, a hole) is therefore fetched again by the next run without being asked. The price:

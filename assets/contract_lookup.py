@@ -53,6 +53,7 @@ async def search_instruments(
             problems.append(str(error))
             continue
         row = candidates.filter(pc.equal(candidates.column("conid"), conid)).slice(0, 1)
+        row = normalize.complete_contracts(row, exchange=instrument.exchange)
         resolved.append(ResolvedContract(instrument, conid, _first(row, "description")))
         rows.append(row)
     if problems:

@@ -28,7 +28,6 @@ from assets.resources import IbkrClientResource, WarehouseResource
 from ib_pipeline.clock import Clock
 from ib_pipeline.conversion import InstrumentInfo, Resolver, to_batches
 from ib_pipeline.ibkr import endpoints as ep
-from ib_pipeline.ibkr import normalize
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.response import RawResponse
 from ib_pipeline.storage.datasets import DATASETS
@@ -52,8 +51,11 @@ class FetchScope:
         """``/iserver/accounts``, once per op."""
         if self._accounts is None:
             self._accounts = await self.client.call(ep.ACCOUNTS)
-            listed = normalize.accounts(self._accounts.payload).column("account_id").to_pylist()
-            self._chosen = resolve_accounts(self.universe, [str(a) for a in listed])
+            # real accounts only: an advisor login also lists groups and profiles
+            listing = await self.client.account_listing(self._accounts.payload)
+            self._chosen = resolve_accounts(
+                self.universe, listing.real, not_accounts=listing.not_accounts()
+            )
         return self._accounts
 
     async def accounts(self) -> tuple[str, ...]:

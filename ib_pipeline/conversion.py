@@ -13,11 +13,18 @@ Conventions:
   covers belong to other partitions and are dropped (the over-fetched tail of a first page);
   bars at times no session covers are kept for the store to quarantine. A time repeated
   across pages: the store keeps the later page's row (the gateway's pages do not overlap).
+- Unreadable values (``"N/A"`` as a price, ``"c": null``, no ``"v"``) cost their row, never
+  the answer: quotes name them in the row's ``parse_errors``, bars leave the value null (the
+  contract rejects the bar) and list ``<ts>: <reason>`` under the batch source's
+  ``parse_errors``, which the quarantine record of the bar carries.
 - ``snapshot`` -> quotes: only answers in which every requested conid delivered fields are
   used (pre-flight and partial polls are kept in the raw zone but not loaded); ``as_of`` is
   the answer's fetch time; entries are normalised per lot size.
 - ``positions`` -> positions: a listing starts at page 0 and runs through the following pages
-  of the same account; ``as_of`` is page 0's fetch time.
+  of the same account; ``as_of`` is page 0's fetch time. A truncated listing (a short or empty
+  page followed by a page with rows: an attempt the client fetched again) is skipped; a
+  complete listing without rows is stored as a flat snapshot, one marker row with conid 0
+  (`normalize.flat_positions`), so the latest snapshot of an emptied account shows no position.
 - ``account_summary`` -> account_summary and ``live_orders`` -> orders: ``as_of`` is the fetch
   time. ``contract_search`` -> contracts, ``accounts`` -> accounts.
 
@@ -193,23 +200,46 @@ def _bars(responses: Sequence[Response], resolve: Resolver | None) -> list[Batch
         conid = int(_param(response, "conid"))
         bar = parse_bar_size(str(_param(response, "bar")))
         info = resolve(conid)
+        unreadable: list[normalize.Unreadable] = []
         table = normalize.history_bars(
-            response.payload, conid=conid, bar_size=bar.label, lot_size=info.lot_size
+            response.payload,
+            conid=conid,
+            bar_size=bar.label,
+            lot_size=info.lot_size,
+            unreadable=unreadable,
         )
         window = _window(response)
         if window is not None:
             table = _inside(table, window, bar, info.hours)
         outside = _flag(response.params.get("outsideRth", False))
+        source = _source(response)
+        if unreadable:
+            source[PARSE_ERRORS] = _unreadable_bars(unreadable, table)
         batches.append(
             Batch(
                 table,
-                _source(response),
+                source,
                 window=window,
                 hours={conid: info.hours},
                 outside_rth=outside,
             )
         )
     return batches
+
+
+PARSE_ERRORS = "parse_errors"
+"""The source key listing a history page's unreadable values, for the quarantine's record."""
+
+
+def _unreadable_bars(unreadable: list[normalize.Unreadable], table: pa.Table) -> list[str]:
+    """``<ts>: <reason>`` of each unreadable value of a page whose bar is still in ``table``
+    (not dropped as another partition's), e.g. ``2024-11-21T15:04:00.000Z: close:null``."""
+    kept = set(np.asarray(table.column("ts").cast(pa.int64()).to_numpy(), dtype=np.int64).tolist())
+    return [
+        f"{iso_ms(u.ts_ms)}: {u.reason}"
+        for u in unreadable
+        if u.ts_ms is not None and u.ts_ms in kept
+    ]
 
 
 def _inside(
@@ -252,7 +282,9 @@ def _quotes(responses: Sequence[Response], resolve: Resolver | None) -> list[Bat
             lot = resolve(int(entry["conid"])).lot_size
             by_lot.setdefault(lot, []).append(entry)
         tables = [
-            normalize.snapshot_quotes(entries, lot_size=lot, fallback_updated=response.fetched_at)
+            normalize.snapshot_quotes(
+                entries, lot_size=lot, fallback_updated=response.fetched_at, lenient=True
+            )
             for lot, entries in sorted(by_lot.items())
         ]
         batches.append(
@@ -262,33 +294,66 @@ def _quotes(responses: Sequence[Response], resolve: Resolver | None) -> list[Bat
 
 
 def _positions(responses: Sequence[Response], resolve: Resolver | None) -> list[Batch]:
-    listings: dict[str, tuple[Response, list[Any], list[Response]]] = {}
-    finished: list[tuple[Response, list[Any], list[Response]]] = []
+    listings: dict[str, list[Response]] = {}
+    finished: list[list[Response]] = []
     for response in responses:
         account = str(_param(response, "accountId"))
         page = int(_param(response, "pageId"))
         if page == 0:
             if account in listings:
                 finished.append(listings.pop(account))
-            listings[account] = (response, [], [])
+            listings[account] = []
         elif account not in listings:
             raise InvalidPayloadError(
                 f"positions: page {page} of {account} has no page 0 before it "
                 f"({getattr(response, 'path', '') or 'live response'})"
             )
-        first, entries, pages = listings[account]
         if not isinstance(response.payload, list):
             raise InvalidPayloadError(f"positions: expected a list, got {response.payload!r:.200}")
-        entries.extend(response.payload)
-        pages.append(response)
+        listings[account].append(response)
     finished.extend(listings.values())
+    finished.sort(key=lambda f: f[0].fetched_at)
     batches = []
-    for first, entries, pages in sorted(finished, key=lambda f: f[0].fetched_at):
+    for index, pages in enumerate(finished):
+        first = pages[0]
         account = str(_param(first, "accountId"))
-        table = normalize.positions(entries, account=account, as_of=first.fetched_at)
-        source = {**_source(first), "pages": len(pages)}
+        if _superseded(pages, finished[index + 1 :]):
+            continue  # an empty page 0 the client asked again: the next listing is the answer
+        listed = _complete_listing(pages)
+        if listed is None:
+            continue  # a truncated attempt (the client fetched the listing again): never stored
+        entries = [entry for page in listed for entry in page.payload]
+        if entries:
+            table = normalize.positions(entries, account=account, as_of=first.fetched_at)
+        else:
+            table = normalize.flat_positions(account=account, as_of=first.fetched_at)
+        source = {**_source(first), "pages": len(listed)}
         batches.append(Batch(table, source))
     return batches
+
+
+def _superseded(pages: Sequence[Response], later: Sequence[Sequence[Response]]) -> bool:
+    """A lone empty page 0 followed by another listing of the same account: the client asked
+    page 0 again to confirm it (`ibkr.portfolio`), and that next listing is the answer."""
+    if len(pages) != 1 or pages[0].payload:
+        return False
+    account = _param(pages[0], "accountId")
+    return any(_param(other[0], "accountId") == account for other in later)
+
+
+def _complete_listing(pages: Sequence[Response]) -> list[Response] | None:
+    """The pages of one positions listing (page 0 onwards) through its first short page, or
+    None if it is truncated: a page shorter than the longest one (the page size), or empty,
+    followed by a page with rows. The pages after the first short one are the client's probe
+    of the end (`ibkr.portfolio.all_positions`): checked, not counted."""
+    sizes = [len(page.payload) for page in pages]
+    page_size = max(sizes)
+    for index, size in enumerate(sizes):
+        if size < page_size or size == 0:
+            if any(sizes[index + 1 :]):
+                return None
+            return list(pages[: index + 1])
+    return list(pages)
 
 
 def _summary(responses: Sequence[Response], resolve: Resolver | None) -> list[Batch]:

@@ -143,6 +143,12 @@ def _quote_columns() -> tuple[Column, ...]:
             "IBKR's availability code (field 6509): `R` real time, `D` delayed, `Z` frozen, "
             "`Y` frozen delayed, `N` not subscribed; then `p`/`P` snapshot/consolidated, `B` book.",
         ),
+        Column(
+            "parse_errors",
+            "Empty in every stored row. In the quarantine: the fields of the row the gateway "
+            "sent unreadable, with the value sent (e.g. `last:unparseable('N/A')`); such a "
+            "field is empty in the row and the row is quarantined, the other instruments kept.",
+        ),
         Column("date", _DATE),
     )
 
@@ -151,7 +157,11 @@ def _position_columns() -> tuple[Column, ...]:
     return (
         Column("account", _ACCOUNT),
         Column("as_of", _AS_OF),
-        Column("conid", _CONID),
+        Column(
+            "conid",
+            f"{_CONID} 0 marks a flat snapshot: the account was listed with no position at "
+            "`as_of` (one marker row, position 0; the `latest_positions` view leaves it out).",
+        ),
         Column("contract_desc", "The gateway's short description of the contract (the symbol)."),
         Column("asset_class", _SEC_TYPE),
         Column("currency", "ISO currency of the position's prices and values."),
@@ -250,27 +260,31 @@ ENTRIES: dict[str, Entry] = {
                     "exchanges",
                     "Exchanges the contract trades on, comma-separated (e.g. `NASDAQ,SMART`).",
                 ),
-                Column("currency", "ISO currency the instrument is priced in.", pending=True),
+                Column(
+                    "currency",
+                    "ISO currency the instrument is priced in: the search answer's, else the "
+                    "listing exchange's (a forex pair: its quote currency, `EUR.USD` -> USD).",
+                ),
                 Column(
                     "multiplier",
                     "Contract multiplier: value of one unit of price per contract (1 for "
-                    "stocks, 50 for ES).",
-                    pending=True,
+                    "stocks, ETFs and forex; a future's from an answer that carries it, else "
+                    "empty).",
                 ),
                 Column(
                     "exchange",
-                    "The listing exchange whose calendar the bars follow.",
-                    pending=True,
+                    "The listing exchange whose calendar the bars follow: the configured "
+                    "instrument's (IBKR's code, e.g. `NASDAQ`, `IBIS`).",
                 ),
                 Column(
                     "exchange_timezone",
-                    "IANA time zone of the exchange's sessions (e.g. `America/New_York`).",
-                    pending=True,
+                    "IANA time zone of the exchange's sessions (e.g. `America/New_York`), from "
+                    "the trading calendars; empty when they do not know the exchange.",
                 ),
                 Column(
                     "expiry",
-                    "Last trading date of a future (empty for other security types).",
-                    pending=True,
+                    "Last trading date of a future, `YYYY-MM-DD` (empty for other security "
+                    "types, and when the search answer carries none).",
                 ),
             ),
         ),

@@ -145,3 +145,9 @@ class ClientEnvironment(EnvironmentSettings):
     keepalive_s: float | None = Field(
         None, ge=0, allow_inf_nan=False, description="a number of seconds (0 turns it off)"
     )
+    max_response_mb: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="a size in MiB greater than 0 (the largest response body read; default 64)",
+    )

@@ -19,6 +19,11 @@ Policies
   different values) are all rejected as ``duplicate_key_conflict`` (`storage.keys`).
 - NaN in a nullable float column (a quote without a bid) means "absent" once in pandas; NaN or
   null in a required column, and an infinity anywhere, is rejected.
+- A value the normaliser could not read (``"N/A"`` as a price) is null in its row and named in
+  the row's ``parse_errors`` (quotes): each reason there (``last:unparseable('N/A')``) is a
+  failed check of the row, so the quarantine says what the gateway sent. Bars have no such
+  column: an unreadable bar value is a null in a required column (``close:not_nullable``) and
+  the batch's source lists the reasons (`conversion`).
 - A table whose columns or types differ from the dataset's schema is a caller bug: it raises
   ValueError naming the columns instead of quarantining every row.
 
@@ -176,6 +181,7 @@ class QuotesModel(_FiniteFloatsModel):
     last_is_close: Series[bool]
     halted: Series[bool]
     market_data_availability: Series[Text] = pda.Field(nullable=True)
+    parse_errors: Series[Text] = pda.Field(nullable=True)
 
     @pda.dataframe_check
     @classmethod
@@ -189,11 +195,13 @@ class QuotesModel(_FiniteFloatsModel):
 
 class PositionsModel(_FiniteFloatsModel):
     """An as-of snapshot of an account's positions (`tables.POSITIONS`).
-    Key: (account, as_of, conid). Positions may be negative (short), never infinite."""
+    Key: (account, as_of, conid). Positions may be negative (short), never infinite.
+    conid 0 is the flat marker of an account listed with no position
+    (`normalize.flat_positions`): its position and market value are 0."""
 
     account: Series[Text] = pda.Field(str_matches=SAFE_VALUE_PATTERN)
     as_of: Series[TsUTC]
-    conid: Series[np.int64] = pda.Field(gt=0)
+    conid: Series[np.int64] = pda.Field(ge=0)
     contract_desc: Series[Text] = pda.Field(nullable=True)
     asset_class: Series[Text] = pda.Field(nullable=True)
     currency: Series[Text] = pda.Field(nullable=True)
@@ -204,6 +212,12 @@ class PositionsModel(_FiniteFloatsModel):
     avg_price: Series[np.float64] = pda.Field(nullable=True)
     realized_pnl: Series[np.float64] = pda.Field(nullable=True)
     unrealized_pnl: Series[np.float64] = pda.Field(nullable=True)
+
+    @pda.dataframe_check
+    @classmethod
+    def flat_marker_holds_nothing(cls, df: pd.DataFrame) -> pd.Series[bool]:
+        marker = df["conid"] == 0
+        return ~marker | ((df["position"] == 0) & (df["mkt_value"].fillna(0) == 0))
 
     class Config:
         strict = True
@@ -244,6 +258,11 @@ class ContractsModel(pda.DataFrameModel):
     company_header: Series[Text] = pda.Field(nullable=True)
     description: Series[Text] = pda.Field(nullable=True)
     exchanges: Series[Text] = pda.Field(nullable=True)
+    currency: Series[Text] = pda.Field(nullable=True, str_matches=r"^[A-Z]{3}$")
+    multiplier: Series[np.float64] = pda.Field(nullable=True, gt=0)
+    exchange: Series[Text] = pda.Field(nullable=True)
+    exchange_timezone: Series[Text] = pda.Field(nullable=True)
+    expiry: Series[Text] = pda.Field(nullable=True, str_matches=r"^\d{4}-\d{2}-\d{2}$")
 
     class Config:
         strict = True
@@ -397,6 +416,7 @@ def validate(
     checked = candidates.drop_columns([BATCH]) if batches is not None else candidates
     filled, frame, null_failures = _to_frame(checked)
     failures.update(null_failures)
+    _add_parse_failures(failures, checked)
     session_dates: pa.Array | None = None
     if spec.name == "bars":
         location = _locate(filled, context)
@@ -425,6 +445,27 @@ def validate(
     rejected = rejected.append_column(FAILED_CHECKS, _reason_texts(failures, rejected_mask))
     reasons = {name: int(mask.sum()) for name, mask in sorted(failures.items()) if mask.any()}
     return ValidationResult(spec.name, valid, rejected, split.collapsed, reasons)
+
+
+PARSE_ERRORS = "parse_errors"
+"""The column in which a lenient normaliser names the values it could not read."""
+
+
+def _add_parse_failures(failures: dict[str, npt.NDArray[np.bool_]], table: pa.Table) -> None:
+    """Each reason of a row's ``parse_errors`` (``last:unparseable('N/A')``) as a failed check
+    of that row: the value is null in the row, what the gateway sent is in the reason."""
+    if PARSE_ERRORS not in table.column_names:
+        return
+    if table.column(PARSE_ERRORS).null_count == table.num_rows:
+        return
+    texts = table.column(PARSE_ERRORS).to_pylist()
+    for row, text in enumerate(texts):
+        if not text:
+            continue
+        for reason in str(text).split(REASON_SEPARATOR):
+            mask = np.zeros(len(texts), dtype=bool)
+            mask[row] = True
+            _add(failures, reason, mask)
 
 
 def _split_rows(

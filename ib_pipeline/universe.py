@@ -514,9 +514,25 @@ def _listed_on(row: Mapping[str, Any], exchange: str) -> bool:
     return exchange in names or f"({exchange})" in header or f"- {exchange}" in header
 
 
-def resolve_accounts(universe: Universe, listed: Sequence[str]) -> tuple[str, ...]:
+def resolve_accounts(
+    universe: Universe, listed: Sequence[str], *, not_accounts: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
     """The accounts to snapshot: the configured ones, each checked against the gateway's
-    list, or every listed account when none is configured."""
+    list, or every listed account when none is configured.
+
+    ``listed`` are the gateway's real accounts; ``not_accounts`` maps what an advisor login
+    also lists (the group ``All``, user groups, allocation profiles) to what each is
+    (`ib_pipeline.ibkr.gateway_session.AccountListing.not_accounts`): they are never
+    snapshotted, and naming one in the universe is refused, saying what it is."""
+    others = dict(not_accounts or {})
+    listed = [a for a in listed if a not in others]
+    named = [f"{a!r} is {others[a]}" for a in universe.accounts if a in others]
+    if named:
+        raise UniverseError(
+            f"{universe.source}: {'; '.join(named)}, not an account: groups and profiles of an "
+            f"advisor login have no positions or summary of their own; name real accounts "
+            f"instead: {', '.join(listed)}"
+        )
     if not listed:
         raise UniverseError("the gateway lists no accounts")
     if not universe.accounts:

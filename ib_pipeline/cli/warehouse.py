@@ -133,18 +133,27 @@ def manifest(
     *, datasets: tuple[str, ...], root: str | None, partitions: bool, verify: bool, as_json: bool
 ) -> None:
     """Show what the warehouse holds: per dataset, partitions, rows, time range, quarantined
-    rows and any manifest that disagrees with its data (stale: a crash between the writes)."""
+    rows and any partition whose manifest disagrees with its data: stale (a crash between the
+    writes), corrupt (with --verify: the data file's bytes are damaged), missing or garbled
+    (no readable manifest). Each problem is listed with its data file; with --verify, any
+    problem makes the exit status 1. A re-run of the partition's load (or replay) repairs it."""
+    store = _store(root, catalog=False)  # first: a root DuckDB would glob is refused as such
     try:
-        warehouse.require_warehouse(_root(root))
+        warehouse.require_warehouse(store.root)
     except (warehouse.WarehouseNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from None
-    store = _store(root, catalog=False)
     names = list(datasets) or list(DATASETS)
     try:
         found = {name: store.manifests(name, verify=verify) for name in names}
-        quarantine = store.quarantine()
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from None
+    try:
+        quarantine = store.quarantine()
+    except ValueError as error:  # a damaged quarantine file: named, the manifests still shown
+        click.echo(f"problem: {error}", err=True)
+        from ib_pipeline.storage.quarantine import QUARANTINE_SCHEMA  # noqa: PLC0415
+
+        quarantine = QUARANTINE_SCHEMA.empty_table()
     counts: dict[str, int] = {}
     for value in quarantine.column("dataset").to_pylist():
         counts[value] = counts.get(value, 0) + 1
@@ -176,6 +185,11 @@ def manifest(
                     m.content_sha256[:12],
                 )  # fmt: skip
             console.print(table)
+    problems = [(name, m) for name in names for m in found[name] if m.status != STATUS_OK]
+    for name, m in problems:
+        click.echo(f"{m.status}: {m.data_file} ({name} {m.partition or '(all)'})", err=True)
+    if verify and problems:
+        raise click.exceptions.Exit(1)
 
 
 def _date(_: click.Context, __: click.Parameter, value: str | None) -> date | None:

@@ -7,6 +7,12 @@ shared `Pacer`, retries (`retry`), classification of the answer into a payload o
 `portfolio`, `orders`) are given `call`, never the client. Methods return the decoded JSON as
 sent; helpers return `RawResponse` objects. Turning payloads into tables is `normalize`'s job.
 
+Answers are read as a stream and refused past ``settings.max_response_bytes``
+(`ResponseTooLargeError`); the gateway's HTML login page, or a redirect to ``/sso/Login``, is
+"not logged in" (`NotAuthenticatedError`, saying where to log in), never "invalid JSON". While
+open, a client holds its gateway's cross-process lease (`lease`), so that two processes never
+spend one session's budget twice.
+
 What this module must never do: put the access token anywhere but the Authorization header
 (not in URLs, logs, reprs, errors or hook arguments), resend an order the gateway may have
 acted on, or let a caller bypass the pacer.
@@ -17,6 +23,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import re
 import ssl
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,18 +51,26 @@ from ib_pipeline.ibkr.errors import (
     NotAuthenticatedError,
     RateLimitedError,
     RequestTimeoutError,
+    ResponseTooLargeError,
     TlsVerificationError,
     TransportError,
     excerpt,
     redact,
 )
-from ib_pipeline.ibkr.gateway_session import SessionKeeper, choose_account, priming_asked_for
+from ib_pipeline.ibkr.gateway_session import (
+    AccountListing,
+    SessionKeeper,
+    choose_account,
+    login_url,
+    priming_asked_for,
+)
 from ib_pipeline.ibkr.history import HistoryRange, HistoryRequest
+from ib_pipeline.ibkr.lease import GatewayLease
 from ib_pipeline.ibkr.orders import PlacedOrder
 from ib_pipeline.ibkr.pacing import Pacer, shared_pacer
 from ib_pipeline.ibkr.response import ErrorBodyFilter, RawResponse, ResponseHook
 from ib_pipeline.ibkr.retry import Transient, call_with_retries, mark
-from ib_pipeline.ibkr.settings import ClientSettings, Secret
+from ib_pipeline.ibkr.settings import MIB, ClientSettings, Secret
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +79,10 @@ USER_AGENT = "ib-pipeline/0.1 (+httpx)"
 ABANDONED_HOLD_FACTOR = 2.0
 """A request abandoned on a read timeout keeps its concurrency slot this many read timeouts
 longer (`pacing.Lease`): the gateway is assumed to finish it within three timeouts in all."""
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_LOGIN_PATH = re.compile(r"/sso/login|/login", re.IGNORECASE)
 
 
 class _PrimingRequestedError(GatewayError):
@@ -111,6 +130,11 @@ class IbkrClient:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._http: httpx.AsyncClient | None = None
         self._pacer: Pacer | None = None
+        self._lease: GatewayLease | None = (
+            GatewayLease(self.settings.origin)
+            if self.settings.gateway_lease and transport is None
+            else None
+        )
         self.stats = ClientStats()
         bearer_source = None
         if self._token is not None:
@@ -152,6 +176,8 @@ class IbkrClient:
         and start the keep-alive task. Must be called inside the event loop that will use it."""
         if self._http is not None:
             return
+        if self._lease is not None:
+            await self._lease.acquire(self.settings.lease_timeout_s)
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token.reveal()}"
@@ -176,10 +202,14 @@ class IbkrClient:
 
     async def close(self) -> None:
         """Stop the keep-alive task and close the connection pool (idempotent)."""
-        await self.session.stop_keepalive()
-        http, self._http = self._http, None
-        if http is not None:
-            await http.aclose()
+        try:
+            await self.session.stop_keepalive()
+            http, self._http = self._http, None
+            if http is not None:
+                await http.aclose()
+        finally:
+            if self._lease is not None:
+                self._lease.release()
 
     @property
     def pacer(self) -> Pacer:
@@ -276,10 +306,13 @@ class IbkrClient:
             raise RuntimeError("the client is not open: use `async with IbkrClient(...)`")
         async with self.pacer.slot(endpoint.group) as lease:
             self.stats.requests[endpoint.name] += 1
+            request = http.build_request(endpoint.method, path, params=query or None, json=body)
             try:
-                response = await http.request(
-                    endpoint.method, path, params=query or None, json=body
-                )
+                response = await http.send(request, stream=True)
+                try:
+                    content = await self._read_capped(endpoint, path, response)
+                finally:
+                    await response.aclose()
             except httpx.HTTPError as error:
                 if isinstance(error, httpx.ReadTimeout):
                     # The gateway has the request and may still be working on it (and counting
@@ -287,7 +320,36 @@ class IbkrClient:
                     # finish, up to three times the timeout in all.
                     lease.abandon(ABANDONED_HOLD_FACTOR * self.settings.timeouts.read)
                 raise self._transport_error(endpoint, path, error) from error
-        return self._interpret(endpoint, path, response, error_ok)
+        return self._interpret(endpoint, path, response, content, error_ok)
+
+    async def _read_capped(self, endpoint: Endpoint, path: str, response: httpx.Response) -> bytes:
+        """The body, read chunk by chunk and dropped as soon as it exceeds the cap."""
+        cap = self.settings.max_response_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise self._too_large(endpoint, path, response.status_code, f"{declared} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > cap:
+                raise self._too_large(endpoint, path, response.status_code, f"over {cap} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(
+        self, endpoint: Endpoint, path: str, status: int, size: str
+    ) -> ResponseTooLargeError:
+        cap = self.settings.max_response_bytes
+        return ResponseTooLargeError(
+            f"{self._where(endpoint, path)}: HTTP {status} answer of {size} exceeds the "
+            f"response size limit of {cap} bytes ({cap / MIB:g} MiB); the request is not "
+            f"retried. Raise ClientSettings.max_response_bytes (IB_PIPELINE_MAX_RESPONSE_MB) if "
+            f"the answer is legitimate",
+            endpoint=endpoint.name,
+            status=status,
+            limit=cap,
+        )
 
     def _where(self, endpoint: Endpoint, path: str) -> str:
         """``history (GET https://host:5000/v1/api/iserver/marketdata/history)``."""
@@ -334,11 +396,22 @@ class IbkrClient:
         endpoint: Endpoint,
         path: str,
         response: httpx.Response,
+        content: bytes,
         error_ok: ErrorBodyFilter | None,
     ) -> Any:
         status = response.status_code
         where = self._where(endpoint, path)
-        body_text = self._scrub(excerpt(response.content))
+        text = content.decode(response.encoding or "utf-8", "replace")
+        body_text = self._scrub(excerpt(text))
+        login = self._login_page(response, text)
+        if login is not None:
+            raise NotAuthenticatedError(
+                f"{where}: the gateway is not logged in (it answered {login}): log in at "
+                f"{login_url(self.settings.base_url)} in a browser (or with IBeam), then retry",
+                endpoint=endpoint.name,
+                status=status,
+                body=body_text,
+            )
         if status == 429:
             return self._rate_limited(endpoint, response, where, body_text)
         if status == 401:
@@ -349,7 +422,7 @@ class IbkrClient:
                 body=body_text,
             )
         if status >= 400:
-            which = priming_asked_for(response.text)
+            which = priming_asked_for(text)
             if which is not None:
                 raise _PrimingRequestedError(
                     f"{where}: HTTP {status}: {body_text}",
@@ -358,7 +431,7 @@ class IbkrClient:
                     text=body_text,
                 )
             scope = Transient.IDEMPOTENT if status >= 500 else Transient.NEVER
-            kind = DataNotAvailableError if _chart_data_unavailable(response.text) else GatewayError
+            kind = DataNotAvailableError if _chart_data_unavailable(text) else GatewayError
             raise mark(
                 kind(
                     f"{where}: HTTP {status}: {body_text}",
@@ -369,7 +442,7 @@ class IbkrClient:
                 scope,
             )
         try:
-            payload = json.loads(response.content) if response.content else None
+            payload = json.loads(content) if content else None
         except ValueError:
             payload = None
             invalid = True
@@ -388,6 +461,20 @@ class IbkrClient:
         if isinstance(payload, dict) and isinstance(payload.get("error"), str):
             self._check_error_body(endpoint, payload["error"], where, status, error_ok)
         return payload
+
+    def _login_page(self, response: httpx.Response, text: str) -> str | None:
+        """What shows the gateway is not logged in (a redirect to its login, or an HTML page
+        where JSON was expected), or None."""
+        if response.status_code in _REDIRECTS:
+            location = self._scrub(response.headers.get("Location", ""))
+            if not location or _LOGIN_PATH.search(location):
+                return f"HTTP {response.status_code}, a redirect to {location or 'its login'!r}"
+            return None
+        content_type = response.headers.get("Content-Type", "").lower()
+        looks_html = text.lstrip()[:15].lower().startswith(("<!doctype html", "<html"))
+        if response.status_code < 400 and ("text/html" in content_type or looks_html):
+            return f"HTTP {response.status_code} with an HTML page, not JSON"
+        return None
 
     def _check_error_body(
         self,
@@ -425,6 +512,14 @@ class IbkrClient:
         )
         if pause > policy.max_retry_after_s:
             raise mark(error, Transient.NEVER)
+        if pause >= self.pacer.limits.penalty_box_s and self.pacer.waited_out_a_box:
+            # waited out once already: something else spends this session's budget
+            error.message = error.args[0] + (
+                "; the penalty box again after waiting one out: another client is using this "
+                "gateway session beyond its limits; not waiting again"
+            )
+            error.args = (error.message,)
+            raise mark(error, Transient.NEVER)
         self.pacer.penalize(pause)
         raise mark(error, Transient.ALWAYS)
 
@@ -458,9 +553,18 @@ class IbkrClient:
         return (await self.call(ep.PORTFOLIO_ACCOUNTS)).payload
 
     async def account_id(self) -> str:
-        """The account to use: ``settings.account`` (checked against the gateway's list), else
-        the first account ``/iserver/accounts`` lists."""
+        """The account to use: ``settings.account`` (checked against the gateway's list, and
+        refused if it is an advisor's group or allocation profile), else the gateway's
+        ``selectedAccount``, else the first real account ``/iserver/accounts`` lists (never the
+        group ``All``)."""
         return choose_account(await self.session.accounts(), self.settings.account)
+
+    async def account_listing(self, accounts_payload: Any = None) -> AccountListing:
+        """What the gateway lists, sorted into real accounts, groups and allocation profiles
+        (`AccountListing`): ``/iserver/accounts`` (``accounts_payload`` when the caller just
+        fetched it) and ``/portfolio/accounts`` (the real accounts), both primed once per
+        session, so this costs no request after priming."""
+        return await self.session.account_listing(accounts_payload)
 
     # -- contracts ----------------------------------------------------------------------------
 

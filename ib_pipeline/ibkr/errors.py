@@ -6,14 +6,17 @@ a payload). The tree::
 
     IbkrError                        anything raised by ib_pipeline.ibkr
     ├── ConfigurationError           the settings are unusable (before any request is sent)
+    ├── GatewayBusyError             another process held the gateway's lease past the timeout
     ├── TransportError               no usable HTTP answer after the allowed retries
     │   ├── TlsVerificationError     the gateway's certificate failed verification (no retry)
     │   └── RequestTimeoutError      the gateway did not answer within the timeout
     ├── GatewayError                 the gateway answered with an error status or error body
-    │   ├── NotAuthenticatedError    no authenticated brokerage session (log in, then retry)
+    │   ├── NotAuthenticatedError    no authenticated brokerage session (log in, then retry);
+    │   │                            also the gateway's HTML login page or a redirect to it
     │   ├── RateLimitedError         HTTP 429: the pacing limit was exceeded (penalty box)
     │   ├── AccountsNotPrimedError   "query /accounts first" persisted after re-priming
-    │   └── DataNotAvailableError    "Chart data is not available" persisted after retries
+    │   ├── DataNotAvailableError    "Chart data is not available" persisted after retries
+    │   └── ResponseTooLargeError    the body exceeded ``max_response_bytes`` (no retry)
     ├── InvalidPayloadError          a payload cannot be decoded or parsed (also a ValueError)
     ├── NoDataError                  the gateway has no data for the request ("No data.")
     ├── SnapshotNotReadyError        snapshot pre-flight: fields never arrived for some conids
@@ -84,6 +87,16 @@ class ConfigurationError(IbkrError, ValueError):
     Also a ``ValueError``."""
 
 
+class GatewayBusyError(IbkrError):
+    """Raised by `IbkrClient.open` when another process held the gateway's cross-process lease
+    (`ib_pipeline.ibkr.lease`) for longer than ``lease_timeout_s``. ``holder`` is its pid, when
+    known."""
+
+    def __init__(self, message: str, *, holder: int | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 class TransportError(IbkrError):
     """Raised when no usable HTTP answer arrived after the allowed retries: connection refused
     or dropped, truncated body. The last underlying exception is chained as ``__cause__``."""
@@ -134,6 +147,18 @@ class AccountsNotPrimedError(GatewayError):
 class DataNotAvailableError(GatewayError):
     """Raised when the history endpoint kept answering "Chart data is not available" (a
     transient state of the gateway's data farm) on every attempt."""
+
+
+class ResponseTooLargeError(GatewayError):
+    """Raised when a response body exceeds ``ClientSettings.max_response_bytes`` (environment:
+    ``IB_PIPELINE_MAX_RESPONSE_MB``). The body is read as a stream and dropped at the cap, so
+    memory stays bounded; the request is not retried. ``limit`` holds the cap in bytes."""
+
+    def __init__(
+        self, message: str, *, endpoint: str | None = None, status: int | None = None, limit: int
+    ) -> None:
+        super().__init__(message, endpoint=endpoint, status=status)
+        self.limit = limit
 
 
 class InvalidPayloadError(IbkrError, ValueError):

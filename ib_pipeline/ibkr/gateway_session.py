@@ -11,6 +11,12 @@ client gives it:
   and orders, ``/portfolio/accounts`` before ``/portfolio/{accountId}/...``. Priming happens
   lazily, once, before the first endpoint that needs it, and again after the gateway says it
   forgot ("Please query /accounts first") or after the brokerage session was re-established.
+- **Accounts.** An advisor (FA) or multi-account login lists more than accounts in
+  ``/iserver/accounts``: the group ``All``, user groups (``GROUP1``) and allocation profiles
+  (``UPRO_BUY_785_...``), described by its ``groups`` and ``profiles`` fields.
+  `choose_account` and `AccountListing` tell them apart: the default account is the gateway's
+  ``selectedAccount`` (else the first real account), never a group or a profile, and
+  ``/portfolio/accounts`` is the list of real accounts.
 - **Keep-alive.** Sessions time out after ~5 minutes without requests; while a client is open a
   background task calls ``/tickle`` every ``keepalive_interval_s`` seconds.
 
@@ -24,7 +30,8 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -56,19 +63,131 @@ def priming_asked_for(text: str) -> frozenset[Priming] | None:
     return frozenset({Priming.ISERVER_ACCOUNTS})
 
 
+ALL_GROUP = "All"
+"""The built-in group of an advisor login: every sub-account, not an account itself."""
+
+
+@dataclass(frozen=True)
+class AccountListing:
+    """An ``/iserver/accounts`` answer sorted by kind.
+
+    ``listed``: every entry, in the gateway's order; ``real``: the real accounts (those
+    ``/portfolio/accounts`` lists when its answer is known, else every entry that is neither a
+    group nor a profile); ``groups`` (``All`` and user groups) and ``profiles`` (allocation
+    profiles/models) as the answer's ``groups`` and ``profiles`` fields name them;
+    ``selected``: the gateway's ``selectedAccount``.
+    """
+
+    listed: tuple[str, ...]
+    real: tuple[str, ...]
+    groups: frozenset[str] = frozenset()
+    profiles: frozenset[str] = frozenset()
+    selected: str | None = None
+
+    @classmethod
+    def from_payloads(cls, iserver: Mapping[str, Any], portfolio: Any = None) -> AccountListing:
+        """From an ``/iserver/accounts`` answer and, when known, a ``/portfolio/accounts``
+        answer (a list of ``{"id"/"accountId": ...}``)."""
+        ids = iserver.get("accounts")
+        if not isinstance(ids, list) or not ids or not all(isinstance(a, str) for a in ids):
+            raise ConfigurationError(f"/iserver/accounts lists no accounts: {ids!r:.100}")
+        groups = set(_names(iserver.get("groups")))
+        if ALL_GROUP in ids:
+            groups.add(ALL_GROUP)
+        profiles = set(_names(iserver.get("profiles")))
+        real = [a for a in ids if a not in groups and a not in profiles]
+        portfolio_ids = _portfolio_ids(portfolio)
+        if portfolio_ids:
+            real = [a for a in real if a in portfolio_ids]
+            real += [a for a in portfolio_ids if a not in real]
+        selected = iserver.get("selectedAccount")
+        return cls(
+            listed=tuple(ids),
+            real=tuple(real),
+            groups=frozenset(groups),
+            profiles=frozenset(profiles),
+            selected=selected if isinstance(selected, str) and selected else None,
+        )
+
+    def kind(self, entry: str) -> str | None:
+        """What a listed entry that is not an account is ("an account group", "an allocation
+        profile"), or None for an account (or an entry the gateway does not list)."""
+        if entry in self.groups:
+            return "an account group"
+        if entry in self.profiles:
+            return "an allocation profile"
+        if entry in self.listed and entry not in self.real:
+            return "not a real account (/portfolio/accounts does not list it)"
+        return None
+
+    def not_accounts(self) -> dict[str, str]:
+        """Every listed entry that is not a real account, with what it is."""
+        return {e: kind for e in self.listed if (kind := self.kind(e)) is not None}
+
+    def default(self) -> str:
+        """The account in use: ``selectedAccount`` when it is a real account, else the first
+        real account; never ``All``."""
+        if self.selected is not None and self.selected in self.real:
+            return self.selected
+        if not self.real:
+            raise ConfigurationError(
+                f"/iserver/accounts lists no real account, only groups and profiles: "
+                f"{', '.join(self.listed)}"
+            )
+        return self.real[0]
+
+    def check(self, wanted: str) -> str:
+        """``wanted`` if it is one of the real accounts; ConfigurationError naming it and
+        saying what it is otherwise."""
+        kind = self.kind(wanted)
+        if kind is not None:
+            raise ConfigurationError(
+                f"account {wanted!r} is {kind} of this advisor login, not an account: it has no "
+                f"positions or summary of its own; name real accounts instead: "
+                f"{', '.join(self.real)}"
+            )
+        if wanted not in self.real:
+            raise ConfigurationError(
+                f"account {wanted!r} is not one of the gateway's accounts: {', '.join(self.real)}"
+            )
+        return wanted
+
+
+def _names(value: Any) -> Sequence[str]:
+    """Entry ids of a ``groups``/``profiles`` field: a list of ids, or of objects with a name."""
+    if isinstance(value, Mapping):
+        value = list(value)
+    if not isinstance(value, list):
+        return []
+    names: list[str] = []
+    for item in value:
+        if isinstance(item, str):
+            names.append(item)
+        elif isinstance(item, Mapping):
+            name = item.get("name", item.get("id"))
+            if isinstance(name, str):
+                names.append(name)
+    return names
+
+
+def _portfolio_ids(payload: Any) -> list[str]:
+    if not isinstance(payload, list):
+        return []
+    ids: list[str] = []
+    for entry in payload:
+        if isinstance(entry, Mapping):
+            value = entry.get("accountId", entry.get("id"))
+            if isinstance(value, str) and value and value not in ids:
+                ids.append(value)
+    return ids
+
+
 def choose_account(listing: Mapping[str, Any], wanted: str | None) -> str:
     """The account to use from an ``/iserver/accounts`` answer: ``wanted`` (checked against
-    the listed accounts), else the first one listed."""
-    ids = listing.get("accounts")
-    if not isinstance(ids, list) or not ids or not all(isinstance(a, str) for a in ids):
-        raise ConfigurationError(f"/iserver/accounts lists no accounts: {ids!r:.100}")
-    if wanted is None:
-        return str(ids[0])
-    if wanted not in ids:
-        raise ConfigurationError(
-            f"account {wanted!r} is not one of the gateway's accounts: {', '.join(ids)}"
-        )
-    return wanted
+    the listed accounts, refused if it is a group or profile), else the gateway's
+    ``selectedAccount``, else the first real account (`AccountListing`)."""
+    accounts = AccountListing.from_payloads(listing)
+    return accounts.default() if wanted is None else accounts.check(wanted)
 
 
 def login_url(base_url: str) -> str:
@@ -98,6 +217,8 @@ class SessionKeeper:
         self._keepalive: asyncio.Task[None] | None = None
         self.accounts_payload: Any = None
         """The last ``/iserver/accounts`` answer (account list, ``isPaper``, ...)."""
+        self.portfolio_accounts_payload: Any = None
+        """The last ``/portfolio/accounts`` answer (the real accounts)."""
         self.recoveries = 0
 
     # -- authentication ---------------------------------------------------------------------
@@ -118,7 +239,9 @@ class SessionKeeper:
         try:
             response = await self._send(ep.AUTH_STATUS, None)
         except NotAuthenticatedError as error:
-            raise self.not_authenticated("auth status answered 401", error.status) from None
+            if error.status == 401:
+                raise self.not_authenticated("auth status answered 401", error.status) from None
+            raise  # the login page or a redirect to it: its message says where to log in
         if not isinstance(response.payload, Mapping):
             raise self.not_authenticated(f"unexpected auth status {response.payload!r:.100}")
         return response.payload
@@ -169,6 +292,8 @@ class SessionKeeper:
                 response = await self._send(endpoint, None)
                 if priming is Priming.ISERVER_ACCOUNTS:
                     self.accounts_payload = response.payload
+                else:
+                    self.portfolio_accounts_payload = response.payload
                 self._primed.add(priming)
 
     async def reprime(self, which: frozenset[Priming], endpoint: str, text: str) -> None:
@@ -191,6 +316,16 @@ class SessionKeeper:
                 f"/iserver/accounts answered {self.accounts_payload!r:.100}, not an object"
             )
         return self.accounts_payload
+
+    async def account_listing(self, accounts_payload: Any = None) -> AccountListing:
+        """The ``/iserver/accounts`` answer (``accounts_payload``, else the primed one) and the
+        primed ``/portfolio/accounts`` answer, sorted."""
+        if isinstance(accounts_payload, Mapping):
+            self.accounts_payload = accounts_payload
+            self._primed.add(Priming.ISERVER_ACCOUNTS)
+        listing = await self.accounts()
+        await self.prime(frozenset({Priming.PORTFOLIO_ACCOUNTS}))
+        return AccountListing.from_payloads(listing, self.portfolio_accounts_payload)
 
     # -- keep-alive ---------------------------------------------------------------------------
 

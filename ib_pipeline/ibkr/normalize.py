@@ -33,7 +33,9 @@ those rows with a reason. The normaliser never drops a row silently and never in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
 from operator import itemgetter
@@ -43,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from ib_pipeline.calendars import IBKR_EXCHANGE_CALENDARS, trading_hours_for
 from ib_pipeline.ibkr import parsing as p
 from ib_pipeline.ibkr.errors import InvalidPayloadError
 from ib_pipeline.ibkr.tables import (
@@ -63,12 +66,16 @@ NO_DATA_MESSAGE = "No data."
 """The history endpoint's answer for a range outside the instrument's history."""
 
 __all__ = [
+    "FLAT_CONID",
     "NO_DATA_MESSAGE",
     "SNAPSHOT_FIELDS",
     "US_STOCK_LOT_SIZE",
+    "Unreadable",
     "account_summary",
     "accounts",
+    "complete_contracts",
     "contracts",
+    "flat_positions",
     "history_bars",
     "live_orders",
     "positions",
@@ -101,12 +108,26 @@ _EXACT_MS = 2.0**53
 """Epoch milliseconds below this magnitude survive a trip through float64 unchanged."""
 
 
-def history_bars(payload: Any, *, conid: int, bar_size: str, lot_size: float) -> pa.Table:
+def history_bars(
+    payload: Any,
+    *,
+    conid: int,
+    bar_size: str,
+    lot_size: float,
+    unreadable: list[Unreadable] | None = None,
+) -> pa.Table:
     """Bars of one ``/iserver/marketdata/history`` response (`tables.HISTORY_BARS`).
 
     ``conid`` and ``bar_size`` are the request's (the response carries neither); ``lot_size``
     converts ``v`` to shares (see the module docstring). ``{"error": "No data."}`` gives an
     empty table; any other error body raises. Rows keep the payload's order.
+
+    ``unreadable``: by default an unreadable ``o/h/l/c/v`` (an unparseable string, ``null``, a
+    missing key) raises. Given a list, such a value becomes null in its row instead (the
+    columns are required: the warehouse contract rejects the row, ``close:not_nullable``) and
+    the list receives an `Unreadable` naming the row, its ``t``, the column and the value
+    (``close:unparseable('N/A')``), so one bad value costs one bar, not the answer. A bar that
+    is not an object, or whose ``t`` is unreadable, still raises: it cannot be placed.
 
     Speed: a well-formed answer (every bar a JSON object whose six values are JSON numbers)
     is converted in bulk (`_bulk_bars`); anything else goes through the row-by-row reader
@@ -122,16 +143,47 @@ def history_bars(payload: Any, *, conid: int, bar_size: str, lot_size: float) ->
         raise InvalidPayloadError(f"history payload: missing key 'data' in {p.describe(body)}")
     data = p.sequence(body["data"], "history data")
     columns = _bulk_bars(data)
+    missing: dict[str, npt.NDArray[np.bool_]] = {}
     if columns is None:
-        columns = _bars_by_row(data)
+        columns, missing = _bars_by_row(data, unreadable)
     ts, open_, high, low, close, lots = columns
+    values = (open_, high, low, close, p.scaled_array(lots, factor))
     arrays = [
         pa.array(np.full(len(ts), conid, dtype=np.int64)),
         pa.repeat(pa.scalar(bar, pa.string()), len(ts)),
         pa.array(ts).view(HISTORY_BARS.field("ts").type),
-        *(pa.array(column) for column in (open_, high, low, close, p.scaled_array(lots, factor))),
+        *(
+            pa.array(column, mask=missing.get(key))
+            for key, column in zip(_BAR_KEYS[1:], values, strict=True)
+        ),
     ]
     return pa.Table.from_arrays(arrays, schema=HISTORY_BARS)
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A value a lenient normaliser could not read and left null: where, and why.
+
+    ``row``: the row's index in the normalised table; ``ts_ms``: the bar's ``t`` (bars);
+    ``reason``: ``<column>:unparseable(<value>)``, ``<column>:null`` or ``<column>:missing``.
+    """
+
+    row: int
+    reason: str
+    ts_ms: int | None = None
+
+
+_COLUMN_OF_KEY = {"o": "open", "h": "high", "l": "low", "c": "close", "v": "volume"}
+
+
+def unreadable_reason(column: str, raw: Mapping[str, Any], key: str) -> str:
+    """``<column>:missing``, ``<column>:null`` or ``<column>:unparseable(<value>)``."""
+    if key not in raw:
+        return f"{column}:missing"
+    if raw[key] is None:
+        return f"{column}:null"
+    quoted = p.describe(raw[key]).replace(";", ",")  # ``; `` separates reasons
+    return f"{column}:unparseable({quoted})"
 
 
 _BarColumns = tuple[
@@ -182,20 +234,41 @@ def _columns(values: npt.NDArray[np.float64]) -> _BarColumns:
     return ts.astype(np.int64), open_, high, low, close, lots
 
 
-def _bars_by_row(data: list[Any]) -> _BarColumns:
+def _bars_by_row(
+    data: list[Any], unreadable: list[Unreadable] | None = None
+) -> tuple[_BarColumns, dict[str, npt.NDArray[np.bool_]]]:
     """The precise reader: bar by bar, key by key, raising `InvalidPayloadError` that names
     the bar's index and key and quotes the value (``data[3].v: expected a number, got 'x'``).
-    Also accepts what the bulk path leaves to it: numeric strings, ``t`` beyond 2**53."""
+    Also accepts what the bulk path leaves to it: numeric strings, ``t`` beyond 2**53.
+
+    With ``unreadable`` (a list), an unreadable o/h/l/c/v is recorded there instead of raising;
+    the second result maps each such key to its null mask (keys without one are absent)."""
     ts: list[int] = []
     columns: dict[str, list[float]] = {key: [] for key in _BAR_KEYS[1:]}
+    nulls: dict[str, list[int]] = {}
     for index, raw in enumerate(data):
         bar_obj = p.mapping(raw, f"history data[{index}]")
-        ts.append(p.epoch_ms(_require(bar_obj, "t", f"history data[{index}]"), f"data[{index}].t"))
+        t = p.epoch_ms(_require(bar_obj, "t", f"history data[{index}]"), f"data[{index}].t")
+        ts.append(t)
         for key, column in columns.items():
-            value = _require(bar_obj, key, f"history data[{index}]")
-            column.append(p.number(value, f"data[{index}].{key}"))
+            if unreadable is None:
+                value = _require(bar_obj, key, f"history data[{index}]")
+                column.append(p.number(value, f"data[{index}].{key}"))
+                continue
+            try:
+                column.append(p.number(bar_obj[key], f"data[{index}].{key}"))
+            except (KeyError, InvalidPayloadError):
+                column.append(np.nan)
+                nulls.setdefault(key, []).append(index)
+                reason = unreadable_reason(_COLUMN_OF_KEY[key], bar_obj, key)
+                unreadable.append(Unreadable(index, reason, t))
     open_, high, low, close, lots = (np.array(c, dtype=np.float64) for c in columns.values())
-    return np.array(ts, dtype=np.int64), open_, high, low, close, lots
+    masks = {}
+    for key, rows in nulls.items():
+        mask = np.zeros(len(data), dtype=bool)
+        mask[rows] = True
+        masks[key] = mask
+    return (np.array(ts, dtype=np.int64), open_, high, low, close, lots), masks
 
 
 def _opt_text(obj: Mapping[str, Any], key: str, where: str) -> str | None:
@@ -246,6 +319,7 @@ def snapshot_quotes(
     *,
     lot_size: float | Mapping[int, float],
     fallback_updated: datetime | None = None,
+    lenient: bool = False,
 ) -> pa.Table:
     """Quotes of one ``/iserver/marketdata/snapshot`` response (`tables.SNAPSHOT_QUOTES`).
 
@@ -255,6 +329,12 @@ def snapshot_quotes(
     is given. ``lot_size`` converts the bid/ask/last sizes to shares (volume already is): one
     number for every row, or a mapping conid -> lot size for a mixed batch (a conid missing
     from it raises).
+
+    ``lenient``: a field value that cannot be read (``"N/A"``, ``"-"``, ``"1.2K"`` as a price)
+    raises by default; with ``lenient=True`` it becomes null and the row's ``parse_errors``
+    names it (``last:unparseable('N/A')``; several joined by ``; ``), so that the warehouse
+    contract quarantines that instrument's row and keeps the others. ``parse_errors`` is null
+    in every row read whole.
     """
     lots: dict[int, float] | None = None
     factor = 1.0
@@ -281,7 +361,7 @@ def snapshot_quotes(
             if row_conid not in lots:
                 raise ValueError(f"{where}: no lot size given for conid {row_conid}")
             factor = lots[row_conid]
-        rows.append(_snapshot_row(entry, where, row_conid, updated, factor))
+        rows.append(_snapshot_row(entry, where, row_conid, updated, factor, lenient=lenient))
     return _table(rows, SNAPSHOT_QUOTES)
 
 
@@ -293,33 +373,51 @@ def _pick(entry: Mapping[str, Any], column: str) -> tuple[str, Any] | None:
 
 
 def _snapshot_row(
-    entry: Mapping[str, Any], where: str, row_conid: int, updated: int, factor: float
+    entry: Mapping[str, Any],
+    where: str,
+    row_conid: int,
+    updated: int,
+    factor: float,
+    *,
+    lenient: bool = False,
 ) -> dict[str, Any]:
     row: dict[str, Any] = {"conid": row_conid, "updated": updated}
+    errors: list[str] = []
+
+    def read(column: str, parse: Any) -> Any:
+        picked = _pick(entry, column)
+        if picked is None:
+            return None
+        key, value = picked
+        if not lenient:
+            return parse(value, f"{where}.{key}")
+        try:
+            return parse(value, f"{where}.{key}")
+        except InvalidPayloadError:
+            errors.append(unreadable_reason(column, entry, key))
+            return None
+
     last_is_close = halted = False
     for column in _PRICE_COLUMNS:
-        picked = _pick(entry, column)
-        value, prefix = (
-            (None, None) if picked is None else p.price(picked[1], f"{where}.{picked[0]}")
-        )
+        value, prefix = read(column, p.price) or (None, None)
         row[column] = value
         halted = halted or prefix == "H"
         if column == "last":
             last_is_close = prefix == "C"
     for column in _LOT_COLUMNS:
-        picked = _pick(entry, column)
-        parsed = None if picked is None else p.abbreviated(picked[1], f"{where}.{picked[0]}")
-        row[column] = _scaled(parsed, factor)
-    picked = _pick(entry, "volume")
-    row["volume"] = None if picked is None else p.abbreviated(picked[1], f"{where}.{picked[0]}")
-    picked = _pick(entry, "change_pct")
-    row["change_pct"] = None if picked is None else p.percent(picked[1], f"{where}.{picked[0]}")
+        row[column] = _scaled(read(column, p.abbreviated), factor)
+    row["volume"] = read("volume", p.abbreviated)
+    row["change_pct"] = read("change_pct", p.percent)
     for column in ("symbol", "market_data_availability"):
-        picked = _pick(entry, column)
-        row[column] = None if picked is None else p.text(picked[1], f"{where}.{picked[0]}")
+        row[column] = read(column, p.text)
     row["last_is_close"] = last_is_close
     row["halted"] = halted
+    row["parse_errors"] = REASON_SEPARATOR.join(errors) if errors else None
     return row
+
+
+REASON_SEPARATOR = "; "
+"""Between the reasons of one row's ``parse_errors`` (as between failed checks)."""
 
 
 # --- portfolio -------------------------------------------------------------------------------
@@ -364,11 +462,39 @@ def positions(payload: Any, *, account: str, as_of: datetime) -> pa.Table:
     return _table(rows, POSITIONS)
 
 
+FLAT_CONID = 0
+"""The conid of the flat marker (`flat_positions`); IBKR's contract ids are positive."""
+
+FLAT_DESCRIPTION = "(no positions)"
+
+
+def flat_positions(*, account: str, as_of: datetime) -> pa.Table:
+    """The snapshot of an account whose complete listing had no position: one marker row,
+    conid `FLAT_CONID` (0), position and market value 0, ``contract_desc`` ``(no positions)``.
+
+    Why a row: a snapshot is the rows sharing an ``as_of``, so a snapshot of nothing needs one
+    row to exist; without it the account's previous positions would stay its latest. The
+    views and the research API leave the marker out (``conid <> 0``); a sum of ``position``
+    or ``mkt_value`` over a snapshot is 0 with or without it.
+    """
+    row = {
+        "account": p.text(account, "account argument"),
+        "as_of": p.ms_of(as_of, "as_of"),
+        "conid": FLAT_CONID,
+        "contract_desc": FLAT_DESCRIPTION,
+        "position": 0.0,
+        "mkt_value": 0.0,
+    }
+    return _table([row], POSITIONS)
+
+
 def account_summary(payload: Any, *, account: str, as_of: datetime) -> pa.Table:
     """One row per key of a ``/portfolio/{accountId}/summary`` answer (`tables.ACCOUNT_SUMMARY`).
 
     Each key maps to ``{amount, currency, isNull, severity, timestamp, value}``; ``currency``
     must be a currency code or null (IBKR's documentation example with ``1.1`` raises).
+    A key the gateway sends as a numeric string (``cushion``: amount 0, value ``"0.832550"``)
+    gets that number as its ``amount``; ``value`` stays as sent.
     """
     account = p.text(account, "account argument")
     as_of_ms = p.ms_of(as_of, "as_of")
@@ -377,14 +503,16 @@ def account_summary(payload: Any, *, account: str, as_of: datetime) -> pa.Table:
         where = f"summary[{key!r}]"
         entry = p.mapping(raw, where)
         is_null = entry.get("isNull", False)
+        amount = p.optional_number(entry.get("amount"), f"{where}.amount")
+        value = p.optional_text(entry.get("value"), f"{where}.value")
         rows.append(
             {
                 "account": account,
                 "as_of": as_of_ms,
                 "key": key,
-                "amount": p.optional_number(entry.get("amount"), f"{where}.amount"),
+                "amount": _summary_amount(amount, value),
                 "currency": p.optional_text(entry.get("currency"), f"{where}.currency"),
-                "value": p.optional_text(entry.get("value"), f"{where}.value"),
+                "value": value,
                 "is_null": p.boolean(is_null, f"{where}.isNull"),
                 "severity": p.optional_integer(entry.get("severity"), f"{where}.severity"),
                 "timestamp": p.optional_epoch_ms(entry.get("timestamp"), f"{where}.timestamp"),
@@ -393,14 +521,105 @@ def account_summary(payload: Any, *, account: str, as_of: datetime) -> pa.Table:
     return _table(rows, ACCOUNT_SUMMARY)
 
 
+def _summary_amount(amount: float | None, value: str | None) -> float | None:
+    """``amount``, or the number in ``value`` when the gateway put it there (amount 0 or absent
+    and a finite numeric string value); an amount the gateway did send is never replaced."""
+    if value is None or amount not in (None, 0.0):
+        return amount
+    try:
+        parsed = p.optional_number(value, "value")
+    except InvalidPayloadError:
+        return amount
+    if parsed is None or not math.isfinite(parsed):
+        return amount
+    return parsed
+
+
 # --- contracts and accounts ------------------------------------------------------------------
+
+EXCHANGE_CURRENCIES: dict[str, str] = {
+    **dict.fromkeys(("NYSE", "NASDAQ", "ARCA", "AMEX", "BATS", "CME", "GLOBEX"), "USD"),
+    "IBIS": "EUR",
+    "LSE": "GBP",
+    "TSEJ": "JPY",
+    "SEHK": "HKD",
+    "ASX": "AUD",
+    "TSE": "CAD",
+}
+"""The currency instruments listed on an IBKR exchange are priced in, used when the contract
+search answer carries none (forex pairs: the quote currency, ``EUR.USD`` -> ``USD``)."""
+
+UNIT_MULTIPLIER_SEC_TYPES = frozenset({"STK", "ETF", "CASH"})
+"""Security types whose multiplier is 1 (a future's comes from its contract details)."""
+
+ROUTER_EXCHANGES = frozenset({"SMART"})
+"""IBKR's router: never an instrument's listing exchange."""
+
+
+def listing_exchange(description: str | None, exchanges: list[str]) -> str | None:
+    """The primary listing exchange of a search result: its ``description`` when that names
+    an exchange (the search puts the listing exchange there), else the first exchange of its
+    sections that is not the ``SMART`` router."""
+    if description and description.strip().upper() in IBKR_EXCHANGE_CALENDARS:
+        return description.strip().upper()
+    return next((e.upper() for e in exchanges if e.upper() not in ROUTER_EXCHANGES), None)
+
+
+def contract_currency(symbol: str, sec_type: str | None, exchange: str | None) -> str | None:
+    """The currency derived from the listing exchange (forex: the pair's quote currency)."""
+    if (sec_type or "").upper() == "CASH" and "." in symbol:
+        return symbol.rsplit(".", 1)[1].upper() or None
+    return EXCHANGE_CURRENCIES.get((exchange or "").upper())
+
+
+def exchange_timezone(sec_type: str | None, exchange: str | None) -> str | None:
+    """The IANA time zone of the sessions of ``sec_type`` on ``exchange`` (`calendars`), or
+    None when the calendars do not know them."""
+    if not sec_type or not exchange:
+        return None
+    try:
+        return trading_hours_for(sec_type, exchange).timezone
+    except ValueError:
+        return None
+
+
+def _expiry(entry: Mapping[str, Any], where: str) -> str | None:
+    """A future's last trading date as ``YYYY-MM-DD`` from ``expirationDate``/``maturityDate``/
+    ``ltd`` (``yyyymmdd``) when the answer carries one."""
+    for key in ("expirationDate", "maturityDate", "ltd"):
+        raw = entry.get(key)
+        if raw in (None, ""):
+            continue
+        text = str(p.integer(raw, f"{where}.{key}"))
+        try:
+            return datetime.strptime(text, "%Y%m%d").date().isoformat()
+        except ValueError:
+            raise p.fail(f"{where}.{key}", raw, "a date as yyyymmdd") from None
+    return None
+
+
+def complete_contracts(table: pa.Table, *, exchange: str) -> pa.Table:
+    """``table`` (`tables.CONTRACTS` rows of one configured instrument) with the configured
+    listing ``exchange``, and the time zone and currency that follow from it where the answer
+    gave none: the configuration names the exchange whose calendar the bars follow."""
+    rows = table.to_pylist()
+    for row in rows:
+        row["exchange"] = exchange.upper()
+        row["exchange_timezone"] = exchange_timezone(row["sec_type"], row["exchange"])
+        if row["currency"] is None:
+            row["currency"] = contract_currency(row["symbol"], row["sec_type"], row["exchange"])
+    return _table(rows, CONTRACTS)
 
 
 def contracts(payload: Any) -> pa.Table:
     """Contract search results (`tables.CONTRACTS`), one row per conid (first one wins).
 
     ``exchanges`` joins the distinct exchanges of the result's ``sections`` with commas
-    (IBKR separates several exchanges of one section with ``;``).
+    (IBKR separates several exchanges of one section with ``;``). Where the answer lacks them,
+    the rest is derived, deterministically: ``exchange`` (`listing_exchange`),
+    ``exchange_timezone`` (`calendars.trading_hours_for`), ``currency`` (from the exchange,
+    `EXCHANGE_CURRENCIES`), ``multiplier`` (1 for stocks, ETFs and forex; a future's only from
+    an answer that carries it), ``expiry`` (a future's ``expirationDate``/``maturityDate``).
     """
     rows: list[dict[str, Any]] = []
     seen: set[int] = set()
@@ -426,17 +645,29 @@ def contracts(payload: Any) -> pa.Table:
                 sec_type = p.optional_text(
                     section.get("secType"), f"{where}.sections[{s_index}].secType"
                 )
+        symbol = p.text(_require(entry, "symbol", where), f"{where}.symbol")
+        description = p.optional_text(entry.get("description"), f"{where}.description")
+        listing = listing_exchange(description, exchanges)
+        currency = p.optional_text(entry.get("currency"), f"{where}.currency")
+        multiplier = p.optional_number(entry.get("multiplier"), f"{where}.multiplier")
+        if multiplier is None and (sec_type or "").upper() in UNIT_MULTIPLIER_SEC_TYPES:
+            multiplier = 1.0
         rows.append(
             {
                 "conid": row_conid,
-                "symbol": p.text(_require(entry, "symbol", where), f"{where}.symbol"),
+                "symbol": symbol,
                 "sec_type": sec_type,
                 "company_name": p.optional_text(entry.get("companyName"), f"{where}.companyName"),
                 "company_header": p.optional_text(
                     entry.get("companyHeader"), f"{where}.companyHeader"
                 ),
-                "description": p.optional_text(entry.get("description"), f"{where}.description"),
+                "description": description,
                 "exchanges": ",".join(exchanges) if exchanges else None,
+                "currency": currency or contract_currency(symbol, sec_type, listing),
+                "multiplier": multiplier,
+                "exchange": listing,
+                "exchange_timezone": exchange_timezone(sec_type, listing),
+                "expiry": _expiry(entry, where),
             }
         )
     return _table(rows, CONTRACTS)

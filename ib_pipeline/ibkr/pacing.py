@@ -13,7 +13,13 @@ loop) have separate pacers: keep one loop per process to share the budget.
 
 After a 429, `Pacer.penalize` pauses every request of the pacer until the Retry-After has
 passed, then runs the global rate at a fraction of normal for a recovery period, so the client
-leaves the penalty box instead of hammering it.
+leaves the penalty box instead of hammering it. A long Retry-After (the 10-15 minute penalty
+box, ``PacingLimits.penalty_box_s`` or more) is waited out once, plus random jitter so that two
+clients boxed together do not wake in the same second, and the reduced rate then lasts for the
+rest of the pacer's life; the client refuses to wait out a second one (`Pacer.boxed`).
+
+Processes: the pacer shares one gateway's budget inside one event loop; across processes, the
+client's gateway lease (`ib_pipeline.ibkr.lease`) makes them queue.
 
 A history request abandoned on a read timeout keeps its concurrency slot a while longer
 (`Lease.abandon`): the gateway is still working on it, and counting it.
@@ -25,6 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import random
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -95,6 +103,8 @@ class Pacer:
         """Requests admitted per pacing group (for tests, benchmarks and logs)."""
         self.penalties = 0
         """How many 429 answers this pacer has been told about."""
+        self.boxed = 0
+        """How many penalty boxes (a Retry-After of ``penalty_box_s`` or more) it waited out."""
         self.lingering = 0
         """Concurrency slots kept past the end of an abandoned request (see `Lease`)."""
 
@@ -139,9 +149,25 @@ class Pacer:
                     semaphore.release()
 
     def penalize(self, pause_s: float) -> None:
-        """A 429 arrived: pause every request for ``pause_s`` seconds, then slow down."""
+        """A 429 arrived: pause every request for ``pause_s`` seconds, then slow down. A
+        penalty box (``pause_s >= limits.penalty_box_s``) adds random jitter to the pause and
+        slows down for good."""
         now = self._loop_time()
         self.penalties += 1
+        if pause_s >= self.limits.penalty_box_s:
+            if now >= self._resume_at:  # not one box reported by several requests in flight
+                self.boxed += 1
+            jitter = random.uniform(0.0, self.limits.penalty_jitter_s)
+            self._resume_at = max(self._resume_at, now + pause_s + jitter)
+            self._reduced_until = math.inf
+            log.warning(
+                "gateway answered 429 with a %.0f s penalty box: pausing all requests for "
+                "%.1f s (with jitter), then %.0f%% of the normal rate from then on",
+                pause_s,
+                self._resume_at - now,
+                100 * self.limits.after_429_rate_factor,
+            )
+            return
         self._resume_at = max(self._resume_at, now + pause_s)
         self._reduced_until = max(
             self._reduced_until, self._resume_at + self.limits.after_429_recovery_s
@@ -153,6 +179,11 @@ class Pacer:
             100 * self.limits.after_429_rate_factor,
             self.limits.after_429_recovery_s,
         )
+
+    @property
+    def waited_out_a_box(self) -> bool:
+        """Whether a penalty box was waited out already (and is over)."""
+        return self.boxed > 0 and self._loop_time() >= self._resume_at
 
     @property
     def paused_for_s(self) -> float:

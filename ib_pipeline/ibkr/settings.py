@@ -9,7 +9,8 @@ Defaults point at the bundled simulator, ``http://127.0.0.1:5000/v1/api`` (plain
 loopback, so a fresh checkout works without certificates). The real Client Portal Gateway is
 ``https://localhost:5000/v1/api`` (`REAL_GATEWAY_URL`) with a self-signed certificate: pass its
 CA bundle (``ca_bundle``), or turn verification off with ``insecure=True``, which is refused for
-any host that is not loopback.
+any host that is not loopback. For the same reason a bearer token is never sent over plain
+``http://`` to a host that is not loopback: such settings are refused before any request.
 
 What this module must never do: expose the access token. It lives in a `Secret` whose repr and
 str are ``***``; only the HTTP layer calls `Secret.reveal`.
@@ -37,6 +38,14 @@ REAL_GATEWAY_URL = "https://localhost:5000/v1/api"
 
 DEFAULT_TOKEN_ENV = "IBKR_ACCESS_TOKEN"
 """The environment variable an OAuth bearer access token is read from by default."""
+
+MIB = 1024 * 1024
+
+DEFAULT_MAX_RESPONSE_BYTES = 64 * MIB
+"""The largest response body the client reads (64 MiB). The biggest answers of the API are far
+smaller: 1000 history bars are ~100 KB, a 100-conid snapshot ~50 KB, a positions page ~100 KB.
+A larger body is a broken or hostile gateway, and reading it whole would cost memory in
+proportion (a 150 MB body cost 1.4 GB of RSS): the request fails with `ResponseTooLargeError`."""
 
 
 class Secret:
@@ -111,6 +120,12 @@ class PacingLimits:
 
     After a 429 every request of the client waits until the Retry-After has passed, then the
     global rate runs at ``after_429_rate_factor`` of normal for ``after_429_recovery_s``.
+
+    A Retry-After of ``penalty_box_s`` or more is the penalty box: it is waited out once, plus
+    a random ``0..penalty_jitter_s`` seconds so that two clients boxed together never wake
+    together, and the global rate then stays at ``after_429_rate_factor`` for the rest of the
+    pacer's life. A second penalty box is not waited out again: the request fails with
+    `RateLimitedError` (something else is spending the session's budget).
     """
 
     global_per_s: float = 10.0
@@ -122,10 +137,12 @@ class PacingLimits:
     sso_validate_interval_s: float = 61.0
     after_429_rate_factor: float = 0.5
     after_429_recovery_s: float = 60.0
+    penalty_box_s: float = 30.0
+    penalty_jitter_s: float = 10.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            _positive(self, f.name)
+            _positive(self, f.name, allow_zero=f.name == "penalty_jitter_s")
         if not isinstance(self.history_concurrency, int) or isinstance(
             self.history_concurrency, bool
         ):
@@ -197,6 +214,14 @@ class ClientSettings:
     - ``live_orders_max_polls``: polls of live orders past the first empty ``snapshot:false``.
     - ``positions_page_size``: positions per page on the gateway (a shorter page is the last).
     - ``max_reply_rounds``: order confirmation questions answered before giving up.
+    - ``max_response_bytes``: the largest response body read (default
+      `DEFAULT_MAX_RESPONSE_BYTES`, 64 MiB; ``IB_PIPELINE_MAX_RESPONSE_MB``); a larger one fails
+      its request with `ResponseTooLargeError`, unretried.
+    - ``gateway_lease``: hold the cross-process lease of the gateway's origin while the client
+      is open (`ib_pipeline.ibkr.lease`), so that processes sharing one gateway session queue
+      instead of spending its budget twice. A client given a ``transport=`` takes no lease.
+    - ``lease_timeout_s``: how long `IbkrClient.open` waits for another process's lease before
+      raising `GatewayBusyError` (None: wait as long as it takes).
     """
 
     base_url: str = DEFAULT_BASE_URL
@@ -216,6 +241,9 @@ class ClientSettings:
     live_orders_max_polls: int = 3
     positions_page_size: int = 100
     max_reply_rounds: int = 5
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    gateway_lease: bool = True
+    lease_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)
@@ -236,6 +264,8 @@ class ClientSettings:
             raise ConfigurationError("ca_bundle and insecure=True contradict each other")
         if self.access_token is not None and not isinstance(self.access_token, Secret):
             raise ConfigurationError("access_token must be a Secret (wrap the string in Secret)")
+        if self.access_token is not None:
+            self.check_token_transport("the access_token setting")
         if self.allow_live_trading and not self.allow_trading:
             raise ConfigurationError("allow_live_trading=True also needs allow_trading=True")
         if self.keepalive_interval_s is not None:
@@ -244,6 +274,26 @@ class ClientSettings:
             _positive(self, name)
         _positive(self, "max_reply_rounds")
         _positive(self, "snapshot_poll_interval_s", allow_zero=True)
+        size = self.max_response_bytes
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise ConfigurationError(
+                f"ClientSettings.max_response_bytes must be an integer, "
+                f"got {self.max_response_bytes!r}"
+            )
+        _positive(self, "max_response_bytes")
+        if self.lease_timeout_s is not None:
+            _positive(self, "lease_timeout_s", allow_zero=True)
+
+    def check_token_transport(self, source: str) -> None:
+        """Refuse to send a bearer token (from ``source``) over plain HTTP to a host that is not
+        loopback: anyone on the path would read it. Loopback HTTP (the simulator) is allowed."""
+        parts = urlsplit(self.base_url)
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
+            raise ConfigurationError(
+                f"refusing to send the bearer token ({source}) over plain HTTP to "
+                f"{self.base_url}: {parts.hostname!r} is not a loopback host; use an https:// "
+                f"base_url (IB_PIPELINE_BASE_URL), or unset the token for a cookie session"
+            )
 
     @property
     def host(self) -> str:
@@ -268,6 +318,7 @@ class ClientSettings:
             return None
         if not value.strip():
             raise ConfigurationError(f"environment variable {self.token_env} is set but empty")
+        self.check_token_transport(f"environment variable {self.token_env}")
         return Secret(value)
 
     def with_changes(self, **changes: Any) -> ClientSettings:
@@ -297,6 +348,8 @@ class ClientSettings:
             values["pacing"] = PacingLimits(**pacing)
         if "keepalive_s" in given:
             values["keepalive_interval_s"] = given.pop("keepalive_s")
+        if "max_response_mb" in given:
+            values["max_response_bytes"] = max(1, round(given.pop("max_response_mb") * MIB))
         values.update(given)  # the other variables are named after their fields
         values.update(overrides)
         settings = cls(**values)

@@ -58,10 +58,13 @@ SNAPSHOT_QUOTES = pa.schema(
         pa.field("last_is_close", pa.bool_(), nullable=False),
         pa.field("halted", pa.bool_(), nullable=False),
         pa.field("market_data_availability", pa.string()),
+        pa.field("parse_errors", pa.string()),
     ]
 )
 """One row per instrument that delivered fields. Key: (conid, updated). Pre-flight entries
-(conid only, no fields) yield no row."""
+(conid only, no fields) yield no row. ``parse_errors``: why a field of the row could not be
+read (``last:unparseable('N/A')``), null when every field was read; the warehouse contract
+quarantines rows that have one, so it is null in every stored row."""
 
 POSITIONS = pa.schema(
     [
@@ -107,10 +110,17 @@ CONTRACTS = pa.schema(
         pa.field("company_header", pa.string()),
         pa.field("description", pa.string()),
         pa.field("exchanges", pa.string()),
+        pa.field("currency", pa.string()),
+        pa.field("multiplier", pa.float64()),
+        pa.field("exchange", pa.string()),
+        pa.field("exchange_timezone", pa.string()),
+        pa.field("expiry", pa.string()),
     ]
 )
 """Contract search results, one row per conid. ``exchanges`` joins the sections' exchanges
-with commas. Key: conid."""
+with commas; ``exchange`` is the listing exchange whose calendar the bars follow and
+``exchange_timezone`` its IANA zone; ``expiry`` a future's last trading date (``YYYY-MM-DD``).
+Key: conid."""
 
 ACCOUNTS = pa.schema(
     [

@@ -44,6 +44,17 @@ class BadKind(Enum):
     OUTSIDE_SESSION = "outside_session"  # t moved to a Saturday, when no market trades
 
 
+class UnreadableKind(Enum):
+    """Values a loader cannot read at all, asked for by exact count (`BadDataSpec.unreadable`):
+    kept apart from `BadKind` so that specs over every `BadKind` mean what they always meant."""
+
+    TEXT_PRICE = "text_price"  # one of o/h/l/c is the string "N/A"
+    NULL_CLOSE = "null_close"  # "c": null
+    MISSING_VOLUME = "missing_volume"  # no "v" key at all
+
+
+TEXT_PRICE_VALUE = "N/A"
+
 _VALUE_KINDS = (
     BadKind.HIGH_BELOW_LOW,
     BadKind.NEGATIVE_VOLUME,
@@ -65,6 +76,7 @@ class BadDataSpec:
     rates: Mapping[BadKind, float] = field(default_factory=dict)
     counts: Mapping[BadKind, int] = field(default_factory=dict)
     seed: int = 0
+    unreadable: Mapping[UnreadableKind, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for kind, rate in self.rates.items():
@@ -81,6 +93,16 @@ class BadDataSpec:
                 raise ValueError(f"BadDataSpec count of {kind.value} must be >= 0, got {count!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"BadDataSpec.seed must be a non-negative integer, got {self.seed!r}")
+        for unreadable, count in self.unreadable.items():
+            if not isinstance(unreadable, UnreadableKind):
+                raise ValueError(
+                    f"BadDataSpec.unreadable key {unreadable!r} is not an UnreadableKind"
+                )
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ValueError(
+                    f"BadDataSpec count of {unreadable.value} must be >= 0, got {count!r}"
+                )
+        object.__setattr__(self, "unreadable", MappingProxyType(dict(self.unreadable)))
         object.__setattr__(self, "rates", MappingProxyType(dict(self.rates)))
         object.__setattr__(self, "counts", MappingProxyType(dict(self.counts)))
 
@@ -93,7 +115,7 @@ class BadDataSpec:
 
     @property
     def is_empty(self) -> bool:
-        return not any(self.rates.values()) and not any(self.counts.values())
+        return not any((*self.rates.values(), *self.counts.values(), *self.unreadable.values()))
 
 
 @dataclass(frozen=True)
@@ -114,7 +136,7 @@ class Corruption:
     """
 
     index: int
-    kind: BadKind
+    kind: BadKind | UnreadableKind
     ts_ms: int
     clean_ts_ms: int
     field: str | None = None
@@ -158,7 +180,8 @@ def corrupt_rows(
         return out, []
     rng = np.random.default_rng([spec.seed, *(int(k) & ((1 << 63) - 1) for k in key)])
     used = np.zeros(n, dtype=bool)
-    notes: dict[int, tuple[BadKind, int, str | None]] = {}  # id(row) -> (kind, clean t, field)
+    # id(row) -> (kind, clean t, field)
+    notes: dict[int, tuple[BadKind | UnreadableKind, int, str | None]] = {}
 
     def how_many(kind: BadKind) -> int:
         if kind in spec.counts:
@@ -199,6 +222,13 @@ def corrupt_rows(
             notes[id(behind)] = (BadKind.UNSORTED_TIMESTAMP, int(behind["t"]), None)
             taken += 1
 
+    for unreadable_kind, count in spec.unreadable.items():  # no draw unless asked for
+        for i in pick(count, np.flatnonzero(~used)):
+            used[i] = True
+            row = out[i] = dict(out[i])
+            changed = _unreadable_value(row, unreadable_kind, rng)
+            notes[id(row)] = (unreadable_kind, int(row["t"]), changed)
+
     duplicates = pick(how_many(BadKind.DUPLICATE_TIMESTAMP), np.flatnonzero(~used))
     for i in reversed(duplicates):  # from the end, so earlier positions stay valid
         genuine = out[i]
@@ -230,6 +260,18 @@ def _corrupt_value(
         return "v"
     name = _PRICE_FIELDS[int(rng.integers(len(_PRICE_FIELDS)))]
     row[name] = math.nan if kind is BadKind.NAN_PRICE else math.inf
+    return name
+
+
+def _unreadable_value(row: Row, kind: UnreadableKind, rng: np.random.Generator) -> str:
+    if kind is UnreadableKind.NULL_CLOSE:
+        row["c"] = None
+        return "c"
+    if kind is UnreadableKind.MISSING_VOLUME:
+        del row["v"]
+        return "v"
+    name = _PRICE_FIELDS[int(rng.integers(len(_PRICE_FIELDS)))]
+    row[name] = TEXT_PRICE_VALUE
     return name
 
 

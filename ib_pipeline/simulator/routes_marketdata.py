@@ -67,7 +67,9 @@ async def snapshot(request: web.Request, state: SimState) -> web.Response:
     fresh = state.session.preflight(conids)
     wanted = fields or list(DEFAULT_SNAPSHOT_FIELDS)
     body = [
-        snapshot_preflight(c) if c in fresh else snapshot_fields(state.market, c, wanted)
+        snapshot_preflight(c)
+        if c in fresh
+        else {**snapshot_fields(state.market, c, wanted), **state.quote_override(c)}
         for c in conids
     ]
     return json_response(body)

@@ -33,7 +33,7 @@ async def positions(request: web.Request, state: SimState) -> web.Response:
     page = parse_count(page_text)
     if page is None:
         return bad_request(f"pageId must be a number starting at 0, got {page_text!r}")
-    return json_response(state.broker.positions_page(account_id, page))
+    return json_response(state.positions_page(account_id, page))
 
 
 async def summary(request: web.Request, state: SimState) -> web.Response:

@@ -32,7 +32,7 @@ from ib_pipeline.simulator.config import FaultSpec, SimulatorConfig
 from ib_pipeline.simulator.market import Market
 from ib_pipeline.simulator.routes_base import API_PREFIX
 from ib_pipeline.simulator.server import sim_stats, start_site
-from ib_pipeline.simulator.state import SimState, build_state
+from ib_pipeline.simulator.state import PositionsPageFault, SimState, build_state
 from ib_pipeline.simulator.tls import TlsMaterial, make_tls
 from ib_pipeline.simulator.truth import SimulatorTruth
 
@@ -209,6 +209,22 @@ class Simulator:
     def set_bad_data(self, spec: BadDataSpec | None) -> None:
         """Corrupt history responses as ``spec`` says; None restores the faults' ``bad_bars``."""
         self._state.set_bad_data(spec)
+
+    def set_positions_fault(
+        self, page: int, *, account: str | None = None, rows: int = 0, times: int | None = 1
+    ) -> None:
+        """Answer positions page ``page`` (of ``account``, or of any account) with only its
+        first ``rows`` positions (0: ``[]``) for the next ``times`` requests of it (None:
+        always): a truncated listing, as the red team saw the gateway send."""
+        self._state.set_positions_fault(PositionsPageFault(page, account, rows, times))
+
+    def clear_positions_faults(self) -> None:
+        self._state.set_positions_fault(None)
+
+    def set_quote_values(self, overrides: dict[int, dict[str, object]] | None) -> None:
+        """Send these raw snapshot field values for these conids (``{conid: {"31": "N/A"}}``)
+        in place of the market's, in every snapshot answer with fields; None stops."""
+        self._state.set_quote_overrides(overrides)
 
     def login(self) -> None:
         """What a user's browser login does: SSO and brokerage sessions start afresh."""

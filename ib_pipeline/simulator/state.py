@@ -26,6 +26,17 @@ from ib_pipeline.simulator.stats import SimStats
 
 
 @dataclass
+class PositionsPageFault:
+    """Answer page ``page`` of the positions listing (of ``account``, or of every account when
+    None) with only its first ``rows`` positions (0: ``[]``), ``times`` times (None: always)."""
+
+    page: int
+    account: str | None = None
+    rows: int = 0
+    times: int | None = 1
+
+
+@dataclass
 class SimState:
     """The mutable state of one simulator run (each part is thread-safe on its own)."""
 
@@ -39,6 +50,8 @@ class SimState:
     faults: FaultInjector
     session_id: str
     explicit_bad_data: BadDataSpec | None = None
+    positions_faults: list[PositionsPageFault] = field(default_factory=list)
+    quote_overrides: dict[int, dict[str, object]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def reset_stats(self) -> None:
@@ -55,6 +68,35 @@ class SimState:
         """Corrupt history responses exactly as ``spec`` says (None: back to the faults' rate)."""
         with self._lock:
             self.explicit_bad_data = spec
+
+    def set_positions_fault(self, fault: PositionsPageFault | None) -> None:
+        """Add a positions-page fault (None: clear them all)."""
+        with self._lock:
+            if fault is None:
+                self.positions_faults.clear()
+            else:
+                self.positions_faults.append(fault)
+
+    def positions_page(self, account_id: str, page: int) -> list[dict[str, object]]:
+        """The broker's page, cut short if a positions fault is due for it."""
+        answer = self.broker.positions_page(account_id, page)
+        with self._lock:
+            for fault in self.positions_faults:
+                due = fault.times is None or fault.times > 0
+                if due and fault.page == page and fault.account in (None, account_id):
+                    if fault.times is not None:
+                        fault.times -= 1
+                    return list(answer[: fault.rows])
+        return list(answer)
+
+    def set_quote_overrides(self, overrides: dict[int, dict[str, object]] | None) -> None:
+        """Replace snapshot fields of some conids with given raw values (None: clear)."""
+        with self._lock:
+            self.quote_overrides = {int(c): dict(v) for c, v in (overrides or {}).items()}
+
+    def quote_override(self, conid: int) -> dict[str, object]:
+        with self._lock:
+            return dict(self.quote_overrides.get(conid, {}))
 
     def history_bad_data(self) -> BadDataSpec | None:
         """The bad-data spec for history responses now: the explicit one if set, else one made

@@ -6,19 +6,21 @@ agree on dataset names, stored columns, keys and layout; they all read them from
 Layout (under the warehouse root; each top-level folder is ONE hive layout that pyarrow,
 pandas, polars and DuckDB read whole with nothing but ``hive`` partitioning):
 
-================  ==============================================================  ============
-dataset           file                                                            key
-================  ==============================================================  ============
-bars (< 1h)       bars/bar_size=1min/session_date=2024-11-26/part.parquet         conid,
-bars (1h-8h)      bars_hourly/bar_size=1h/session_month=2024-11/part.parquet      bar_size,
-bars (1d,1w,1m)   bars_daily/bar_size=1d/session_year=2024/part.parquet           ts
-quotes            quotes/date=2024-11-26/snapshot-20241126T150000000Z.parquet     as_of,conid
-positions         positions/date=2024-11-26/account=U1234567/part.parquet         account,as_of,conid
-account_summary   account_summary/date=2024-11-26/account=U1234567/part.parquet   account,as_of,key
-orders            orders/date=2024-11-26/part.parquet                             as_of,order_id
-contracts         contracts/part.parquet                                          conid
-accounts          accounts/part.parquet                                           account_id
-================  ==============================================================  ============
+================  ===========================================================  ===============
+dataset           file                                                         key
+================  ===========================================================  ===============
+bars (< 1h)       bars/bar_size=1min/session_date=2024-11-26/part.parquet      conid,bar_size,
+bars (1h-8h)      bars_hourly/bar_size=1h/session_month=2024-11/part.parquet   ts
+bars (1d,1w,1m)   bars_daily/bar_size=1d/session_year=2024/part.parquet
+quotes            quotes/date=2024-11-26/snapshot-20241126T150000000Z.parquet  as_of,conid
+positions         positions/date=2024-11-26/account=U1234567/part.parquet      account,as_of,
+                                                                               conid
+account_summary   account_summary/date=2024-11-26/account=U1/part.parquet      account,as_of,
+                                                                               key
+orders            orders/date=2024-11-26/part.parquet                          as_of,order_id
+contracts         contracts/part.parquet                                       conid
+accounts          accounts/part.parquet                                        account_id
+================  ===========================================================  ===============
 
 Manifests live under ``_manifests/`` (`storage.paths.MANIFESTS`), quarantine files under
 ``quarantine/dataset=<name>/``; temporary files start with ``.``: none is in a data folder's

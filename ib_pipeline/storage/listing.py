@@ -154,24 +154,25 @@ def list_dataset(
     files: dict[str, FileInfo] = {}
     grouped: dict[tuple[int, tuple[str, ...]], list[str]] = {}
     homes: dict[str, list[int]] = {}
-    for index, lay in enumerate(source.layouts):
-        homes.setdefault(lay.folder or source.name, []).append(index)
+    for position, lay in enumerate(source.layouts):
+        homes.setdefault(lay.folder or source.name, []).append(position)
     for home, indices in homes.items():
         prefix = len(home) + 1
         for rel in root.files(home, DATA_SUFFIX):
             inner = rel[prefix:]
-            index = next((i for i in indices if matches(inner, source.layouts[i].pattern)), None)
-            if index is None:
+            found_at = next((i for i in indices if matches(inner, source.layouts[i].pattern)), None)
+            if found_at is None:
                 if any(matches(inner, lay.pattern) for lay in source.layouts):
                     raise legacy_error(rel, "a partition in another grain's folder")
                 continue
+            index = found_at
             check_no_glob(rel)
-            before = known.get(rel)
-            if before is None or not before.columns >= stored:
-                found = read_footer(root, rel)
-                before = FileInfo(found.columns & stored, found.rows)
             # a column named by the layout's folders comes from the path, not from the file
             from_path = {key for key, _ in source.layouts[index].keys}
+            before = known.get(rel)
+            if before is None or not before.columns >= stored - from_path:
+                found = read_footer(root, rel)
+                before = FileInfo(found.columns & stored, found.rows)
             if repeated := sorted(before.columns & from_path):
                 raise legacy_error(rel, f"the file stores its partition key(s) {repeated}")
             files[rel] = before

@@ -40,9 +40,10 @@ from prove_fault_support import (
     window_ms,
 )
 
+from assets.runs import run_assets, summarize_run
 from ib_pipeline.raw_zone import RawZone
 from ib_pipeline.simulator import Simulator
-from ib_pipeline.simulator.bad_data import BadDataSpec, BadKind
+from ib_pipeline.simulator.bad_data import TEXT_PRICE_VALUE, BadDataSpec, BadKind, UnreadableKind
 
 KEYS = ("2024-11-21", "2024-11-22")
 """Thursday and Friday."""
@@ -67,7 +68,25 @@ PRICE = {"o": "open", "h": "high", "l": "low", "c": "close"}
 Key = tuple[int, int]  # (conid, ts epoch ms)
 
 
-def expected_reason(kind: BadKind, field_name: str | None) -> str:
+UNREADABLE = {
+    UnreadableKind.NULL_CLOSE: "close:null",
+    UnreadableKind.MISSING_VOLUME: "volume:missing",
+}
+"""What the batch source's ``parse_errors`` says of each unreadable value (a text price:
+``<price>:unparseable('N/A')``, see `unreadable_reason`)."""
+
+
+def unreadable_reason(kind: UnreadableKind, field_name: str | None) -> str:
+    if kind is UnreadableKind.TEXT_PRICE:
+        assert field_name is not None
+        return f"{PRICE[field_name]}:unparseable({TEXT_PRICE_VALUE!r})"
+    return UNREADABLE[kind]
+
+
+def expected_reason(kind: BadKind | UnreadableKind, field_name: str | None) -> str:
+    if isinstance(kind, UnreadableKind):  # the value is null in a required column
+        assert field_name is not None
+        return f"{PRICE.get(field_name, 'volume')}:not_nullable"
     if kind is BadKind.NAN_PRICE:
         assert field_name is not None
         return f"{PRICE[field_name]}:not_nullable"
@@ -90,7 +109,7 @@ class Damage:
     unsorted: set[Key] = field(default_factory=set)  # out-of-order bars, stored all the same
     out_of_order: int = 0  # out-of-order bars in all answers (the run's metadata counts them)
     inside_window_elsewhere: int = 0  # bars moved outside every session, within the window
-    kinds: set[BadKind] = field(default_factory=set)  # defects met among the window's bars
+    kinds: set[BadKind | UnreadableKind] = field(default_factory=set)  # met in the window
 
     def add(self, key: Key, rows: int, reason: str) -> None:
         self.quarantined[key] += rows
@@ -226,3 +245,78 @@ def test_bad_bars_are_quarantined_with_their_reason(
             assert str(conid) in listed and minute(ts)[:-1] in listed, (conid, minute(ts))
         reasons = {REASON[each] for each in counts if each in REASON}
         assert reasons <= set(quarantine.metadata["reasons"]), quarantine.metadata["reasons"]
+
+
+@pytest.mark.parametrize("kind", list(UnreadableKind), ids=lambda k: k.value)
+def test_an_unreadable_bar_value_costs_its_bar_only(
+    kind: UnreadableKind, sim: Simulator, make_pipeline: Callable[..., Pipeline]
+) -> None:
+    """``"c": null``, no ``"v"``, ``"N/A"`` as a price: that bar is quarantined with the reason
+    and what the gateway sent; every other bar of the same answers is stored (it used to fail
+    the whole run and keep no bar of any instrument)."""
+    spec = BadDataSpec(unreadable={kind: 2}, seed=5)
+    p = make_pipeline(sim, bar_sizes=["1min"])
+    sim.set_bad_data(spec)
+    summary = run_bars(p, KEYS)
+    assert summary.success, summary.errors
+
+    damage = expected_damage(p, spec, KEYS)
+    assert damage.kinds == {kind} and damage.quarantined
+    found = quarantined_keys(p)
+    assert Counter(key for key, _ in found) == damage.quarantined
+    for key, failed in found:
+        assert damage.reasons[key] in failed.split("; "), (key, failed)
+    assert_clean_is_truth_minus(p, KEYS, damage.missing)
+
+    # The quarantine record names what was unreadable, with the value the gateway sent.
+    said: dict[Key, list[str]] = {}
+    for record in p.store().quarantine("bars").to_pylist():
+        key = json.loads(record["key_json"])
+        ts = datetime.fromisoformat(key["ts"].replace("Z", "+00:00"))
+        errors = json.loads(record["source"]).get("parse_errors", [])
+        said[(int(key["conid"]), round(ts.timestamp() * 1000))] = errors
+    for record in RawZone(p.root).records("history"):
+        conid = int(record.params["conid"])
+        for bad in p.sim.truth.corrupted_bars(record.params, spec):
+            if (conid, bad.ts_ms) in said:
+                stamp = datetime.fromtimestamp(bad.ts_ms / 1000, UTC)
+                text = f"{stamp:%Y-%m-%dT%H:%M:%S}.000Z: {unreadable_reason(kind, bad.field)}"
+                assert text in said[(conid, bad.ts_ms)], said[(conid, bad.ts_ms)]
+    assert check(summary, BARS_ASSET, "contract").passed
+    assert not check(summary, BARS_ASSET, "quarantine_empty").passed
+
+
+QUOTE_CASES = [
+    pytest.param({"31": "N/A"}, "last:unparseable('N/A')", id="last_NA"),
+    pytest.param({"84": "-"}, "bid:unparseable('-')", id="bid_dash"),
+    pytest.param({"7295": "1.2K"}, "open:unparseable('1.2K')", id="open_abbreviated"),
+]
+
+
+@pytest.mark.parametrize(("values", "reason"), QUOTE_CASES)
+def test_an_unreadable_quote_value_costs_its_instrument_only(
+    values: dict[str, object],
+    reason: str,
+    sim: Simulator,
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    """One unparseable price of one instrument used to fail the snapshot of every instrument:
+    now that instrument's row is quarantined with the reason and the value, the others stored."""
+    p = make_pipeline(sim)
+    bad = CONIDS["AAPL"]
+    sim.set_quote_values({bad: values})
+    summary = summarize_run(run_assets(p.defs, ["contracts", "quotes"], raise_on_error=False))
+    assert summary.success, summary.errors
+
+    quotes = p.store().read("quotes")
+    assert sorted(quotes["conid"].to_pylist()) == sorted(c for c in CONIDS.values() if c != bad)
+    assert quotes["parse_errors"].null_count == quotes.num_rows
+    for row in quotes.to_pylist():
+        assert row["last"] == sim.truth.quote(row["conid"])["last"]
+    (record,) = p.store().quarantine("quotes").to_pylist()
+    assert json.loads(record["key_json"])["conid"] == bad
+    assert reason in record["failed_checks"].split("; ")
+    assert json.loads(record["row_json"])["parse_errors"] == reason
+    assert summary.materialized["quotes"]["quarantined_rows"] == 1
+    assert check(summary, "quotes", "contract").passed
+    assert not check(summary, "quotes", "quarantine_empty").passed

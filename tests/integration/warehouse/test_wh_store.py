@@ -21,7 +21,7 @@ import pytest
 from ib_pipeline.calendars import US_EQUITY
 from ib_pipeline.clock import FixedClock
 from ib_pipeline.ibkr.tables import CONTRACTS, POSITIONS, SNAPSHOT_QUOTES
-from ib_pipeline.storage.manifest import STATUS_MISSING, STATUS_OK, STATUS_STALE
+from ib_pipeline.storage.manifest import STATUS_CORRUPT, STATUS_MISSING, STATUS_OK, STATUS_STALE
 from ib_pipeline.storage.store import Batch, Store
 from ib_pipeline.warehouse import (
     CATALOG_FILE,
@@ -243,8 +243,11 @@ def test_manifests_describe_partitions_and_notice_stale_data(store: Store, make_
     )
     assert store.manifest("bars", part).status == STATUS_STALE
     store.root.remove(part.manifest_path)
-    with pytest.raises(ValueError, match="not a readable Parquet file"):
-        store.manifest("bars", part)
+    # an unreadable file without a manifest is reported (issue 10 item 6: the manifest command
+    # must not abort for the whole warehouse); reading it raises an error naming the file
+    assert store.manifest("bars", part).status == STATUS_CORRUPT
+    with pytest.raises(ValueError, match=f"{re.escape(part.data_path)} is not a readable Parquet"):
+        store.read("bars", part)
     write_bars(store, other, mode="replace")
     store.root.remove(part.manifest_path)
     assert store.manifest("bars", part).status == STATUS_MISSING

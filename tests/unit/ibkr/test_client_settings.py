@@ -125,6 +125,7 @@ def test_from_env_reads_every_documented_variable(tmp_path: Path) -> None:
         "IB_PIPELINE_GLOBAL_RATE": "5",
         "IB_PIPELINE_HISTORY_CONCURRENCY": "2",
         "IB_PIPELINE_KEEPALIVE_S": "30",
+        "IB_PIPELINE_MAX_RESPONSE_MB": "1.5",
         "OTHER_TOKEN": TOKEN,
     }
     assert set(ClientEnvironment.variables()) <= set(env)
@@ -136,6 +137,7 @@ def test_from_env_reads_every_documented_variable(tmp_path: Path) -> None:
     assert settings.allow_trading is True and settings.allow_live_trading is False
     assert settings.pacing.global_per_s == 5 and settings.pacing.history_concurrency == 2
     assert settings.keepalive_interval_s == 30
+    assert settings.max_response_bytes == 1_572_864
     assert settings.resolve_token(env) == Secret(TOKEN)
     assert ClientSettings.from_env({}) == ClientSettings()
     assert ClientSettings.from_env({}, account="U1").account == "U1"
@@ -175,7 +177,7 @@ def test_every_variable_is_documented_with_what_it_expects() -> None:
         for n in (
             "BASE_URL", "CA_BUNDLE", "INSECURE", "ACCOUNT", "TOKEN_ENV", "TIMEOUT_S",
             "ALLOW_TRADING", "ALLOW_LIVE_TRADING", "GLOBAL_RATE", "HISTORY_CONCURRENCY",
-            "KEEPALIVE_S",
+            "KEEPALIVE_S", "MAX_RESPONSE_MB",
         )
     ) == VARIABLES  # fmt: skip
     assert all(ClientEnvironment.variables().values())
@@ -237,3 +239,41 @@ def test_the_token_never_enters_the_settings_or_their_errors() -> None:
     with pytest.raises(ConfigurationError) as info:
         ClientSettings.from_env({**env, "IB_PIPELINE_TIMEOUT_S": "x"})
     assert TOKEN not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://10.0.0.5:5000/v1/api", "http://gateway.example.com/v1/api", "http://[fe80::1]/"]
+)
+def test_a_bearer_token_is_never_sent_over_plain_http_to_a_remote_host(url: str) -> None:
+    """Issue 10 item 11: refused at settings time, naming the URL and the fix, never the token."""
+    with pytest.raises(ConfigurationError, match="use an https://") as info:
+        ClientSettings(base_url=url, access_token=Secret(TOKEN))
+    assert url in str(info.value) and TOKEN not in str(info.value)
+    env = {"IB_PIPELINE_BASE_URL": url, "IBKR_ACCESS_TOKEN": TOKEN}
+    with pytest.raises(ConfigurationError, match="environment variable IBKR_ACCESS_TOKEN"):
+        ClientSettings.from_env(env)
+    with pytest.raises(ConfigurationError, match="plain HTTP"):
+        IbkrClient(ClientSettings(base_url=url), environ={"IBKR_ACCESS_TOKEN": TOKEN})
+
+
+def test_a_bearer_token_is_allowed_over_https_and_loopback_http() -> None:
+    for url in (
+        "https://gateway.example.com/v1/api",
+        "http://127.0.0.1:5000/v1/api",
+        "http://localhost:5000/v1/api",
+        "http://[::1]:5000/v1/api",
+    ):
+        assert ClientSettings(base_url=url, access_token=Secret(TOKEN)).access_token is not None
+        client = IbkrClient(ClientSettings(base_url=url), environ={"IBKR_ACCESS_TOKEN": TOKEN})
+        assert "bearer_token=set" in repr(client)
+    # without a token, plain HTTP to a remote host stays allowed (a cookie session, nothing sent)
+    assert ClientSettings(base_url="http://10.0.0.5:5000/v1/api").host == "10.0.0.5"
+
+
+def test_the_response_size_limit_is_validated() -> None:
+    assert ClientSettings().max_response_bytes == 64 * 1024 * 1024
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigurationError, match="max_response_bytes"):
+            ClientSettings(max_response_bytes=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="IB_PIPELINE_MAX_RESPONSE_MB='0'"):
+        ClientSettings.from_env({"IB_PIPELINE_MAX_RESPONSE_MB": "0"})

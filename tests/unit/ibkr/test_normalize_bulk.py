@@ -100,7 +100,7 @@ def columns_equal(a: Any, b: Any) -> None:
 def test_bulk_columns_equal_the_row_by_row_reader(bars: list[dict[str, Any]]) -> None:
     bulk = normalize._bulk_bars(bars)
     assert bulk is not None  # well-formed: never sent row by row
-    columns_equal(bulk, normalize._bars_by_row(bars))
+    columns_equal(bulk, normalize._bars_by_row(bars)[0])
 
 
 @FAST

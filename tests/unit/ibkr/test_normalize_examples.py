@@ -141,6 +141,11 @@ def check_secdef_search_1(payload: Any) -> None:
             "company_header": "IBKR INTERACTIVE BROKERS GRO-CL A (NASDAQ) ",
             "description": None,
             "exchanges": None,
+            "currency": None,  # no listing exchange in the answer to derive it from
+            "multiplier": 1.0,  # a stock
+            "exchange": None,
+            "exchange_timezone": None,
+            "expiry": None,
         }
     ]
 

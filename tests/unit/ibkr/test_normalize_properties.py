@@ -191,6 +191,37 @@ def test_positions_accept_type_drift(entries: list[dict[str, Any]]) -> None:
     )
 
 
+def expected_amount(amount: float | None, value: str | None) -> float | None:
+    """The amount as sent, or the number of a numeric string value when the amount is 0/null."""
+    if amount not in (None, 0.0) or value is None:
+        return amount
+    try:
+        number = p.number(value, "value")
+    except InvalidPayloadError:
+        return amount
+    return number if math.isfinite(number) else amount
+
+
+def test_summary_numbers_sent_as_text_are_numbers() -> None:
+    stamp = 1732644000000
+    payload = {
+        "cushion": {"amount": 0, "value": "0.832550", "isNull": False, "timestamp": stamp},
+        "accountready": {"amount": 0, "value": "true", "isNull": False, "timestamp": stamp},
+        "netliquidation": {"amount": 1250.5, "currency": "USD", "value": None, "isNull": False},
+        "leverage-s": {"amount": 0.0, "value": "1,234.5", "isNull": False},
+    }
+    rows = {
+        r["key"]: r
+        for r in normalize.account_summary(
+            payload, account="DU1", as_of=datetime(2024, 1, 2, tzinfo=UTC)
+        ).to_pylist()
+    }
+    assert (rows["cushion"]["amount"], rows["cushion"]["value"]) == (0.83255, "0.832550")
+    assert (rows["accountready"]["amount"], rows["accountready"]["value"]) == (0.0, "true")
+    assert rows["netliquidation"]["amount"] == 1250.5
+    assert rows["leverage-s"]["amount"] == 1234.5
+
+
 @FAST
 @given(st.dictionaries(st.text(min_size=1, max_size=12), st.fixed_dictionaries({
     "amount": st.one_of(finite, st.none()), "currency": st.sampled_from(["USD", None]),
@@ -203,7 +234,7 @@ def test_summary_rows_match_keys(payload: dict[str, Any]) -> None:
     assert sorted(table.column("key").to_pylist()) == sorted(payload)
     rows = {r["key"]: r for r in table.to_pylist()}
     for key, entry in payload.items():
-        assert same(rows[key]["amount"], entry["amount"])
+        assert same(rows[key]["amount"], expected_amount(entry["amount"], entry["value"]))
         assert rows[key]["is_null"] is entry["isNull"]
         assert rows[key]["value"] == entry["value"]
 
