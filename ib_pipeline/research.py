@@ -480,7 +480,7 @@ class Warehouse:
             "SELECT p.*, coalesce(c.symbol, p.contract_desc) AS symbol "
             f"FROM (SELECT * FROM positions {clause} "
             "QUALIFY as_of = max(as_of) OVER (PARTITION BY account)) AS p "
-            "LEFT JOIN contracts AS c USING (conid) ORDER BY account, conid",
+            "LEFT JOIN contracts AS c USING (conid) WHERE p.conid <> 0 ORDER BY account, conid",
             params,
         )
         self._empty(table, f"no positions{self._at(as_of)} for {account or 'any account'}")

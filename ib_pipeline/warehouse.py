@@ -106,8 +106,10 @@ DERIVED_VIEWS: dict[str, str] = {
               GROUP BY conid, bar_size, session_date) AS d
         LEFT JOIN contracts AS c USING (conid)""",
     "latest_positions": """
-        SELECT * FROM positions
-        QUALIFY as_of = max(as_of) OVER (PARTITION BY account)""",
+        SELECT * FROM (
+            SELECT * FROM positions
+            QUALIFY as_of = max(as_of) OVER (PARTITION BY account)
+        ) WHERE conid <> 0""",
     "latest_account_summary": """
         SELECT * FROM account_summary
         QUALIFY as_of = max(as_of) OVER (PARTITION BY account)""",
@@ -454,8 +456,12 @@ def duckdb_cli_command(root: str | os.PathLike[str] | Any | None = None) -> str:
     the CLI where that folder is. From inside the folder, ``duckdb warehouse.duckdb`` is
     enough."""
     opened = _open(root)
-    if not isinstance(opened, LocalRoot):
-        return f"duckdb  # then: ATTACH {sql_string(opened.full(CATALOG_FILE))}"
+    if not isinstance(opened, LocalRoot):  # DuckDB reads object stores through httpfs
+        attach = (
+            "INSTALL httpfs; LOAD httpfs; CREATE SECRET (TYPE s3, PROVIDER credential_chain); "
+            f"ATTACH {sql_string(opened.full(CATALOG_FILE))} AS wh (READ_ONLY); USE wh"
+        )
+        return f"duckdb -cmd {shlex.quote(attach)}"
     path = str(opened.path)
     if re.fullmatch(r"[\w./+-]+", path):  # the common case, quoted the way people type it
         return f"duckdb -cmd \"SET file_search_path='{path}'\" {path}/{CATALOG_FILE}"

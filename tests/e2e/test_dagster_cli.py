@@ -19,7 +19,7 @@ from assets.backfill import run_backfill
 from assets.demo import run_demo
 from assets.gateway import GatewayUnavailableError
 from ib_pipeline.cli.pipeline import backfill
-from ib_pipeline.universe import UNIVERSE_ENV, parse_universe_text
+from ib_pipeline.universe import UNIVERSE_ENV, UniverseError, parse_universe_text
 
 if TYPE_CHECKING:
     from ib_pipeline.simulator import Simulator
@@ -120,21 +120,21 @@ def test_an_unknown_ticker_is_one_line_not_a_dagster_traceback(
     universe = parse_universe_text(text, source="test")
     buffer = io.StringIO()
     monkeypatch.setenv("IB_PIPELINE_BASE_URL", wall_clock_sim.base_url)
-    (outcome,) = run_backfill(
-        universe,
-        ["contracts"],
-        start=None,
-        end=None,
-        warehouse=str(tmp_path / "wh"),
-        ephemeral=True,
-        console=Console(file=buffer, width=160),
-    )
-    assert not outcome.ok
-    (error,) = outcome.summary.errors
-    assert "NOSUCHTICKER" in error and "\n" not in error
+    # the symbols are resolved before any run: an unknown one is a UniverseError naming it
+    with pytest.raises(UniverseError, match="NOSUCHTICKER") as raised:
+        run_backfill(
+            universe,
+            ["contracts"],
+            start=None,
+            end=None,
+            warehouse=str(tmp_path / "wh"),
+            ephemeral=True,
+            console=Console(file=buffer, width=160),
+        )
+    assert "\n" not in str(raised.value)
     printed = buffer.getvalue() + "".join(capfd.readouterr())
     assert "Traceback" not in printed and "DagsterExecutionStepExecutionError" not in printed
-    assert "NOSUCHTICKER" in printed
+    assert not (tmp_path / "wh").exists()  # nothing was written
 
 
 def test_demo_loads_queries_and_leaves_nothing_running(

@@ -111,8 +111,8 @@ def run_line(line: str, project: Path) -> None:
 
 def serve_briefly(words: list[str], project: Path, where: str) -> None:
     process = subprocess.Popen(
-        words, cwd=project, env=reader_env(project), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
+        words, cwd=project, env=reader_env(project), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
         assert process.stdout is not None

@@ -137,5 +137,5 @@ def test_bar_queries_prune_partitions_by_session(wh: Warehouse) -> None:
 
 
 def test_a_missing_warehouse_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="missing or empty"):
+    with pytest.raises(FileNotFoundError, match="no warehouse at"):
         Warehouse(tmp_path / "nothing")
