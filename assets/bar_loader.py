@@ -10,7 +10,10 @@ Why apart from the asset: the same load runs inside Dagster (`assets.bars`) and 
    turned into batches by `ib_pipeline.conversion.to_batches`, exactly as a replay of them
    will be; the store replaces, in the chunk's partitions, only the fetched instruments'
    rows in those windows (other instruments' bars stay);
-4. verify what the run stored (`assets.verify`), over every key of the run.
+4. before the first write, compare the bars received again with the stored ones
+   (`assets.bar_overlap`: splits restate the stored history and are recorded in
+   ``corporate_actions``; revised sessions are fetched again after the writes);
+5. verify what the run stored (`assets.verify`), over every key of the run.
 
 It never builds an HTTP client (the caller hands one in) and never imports dagster.
 """
@@ -25,6 +28,7 @@ from datetime import datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets.bar_overlap import OverlapReport, check_overlap, spill_of
 from assets.bar_plan import (
     FetchWindow,
     bars_per_key,
@@ -78,6 +82,7 @@ class BarsLoad:
     preview: pa.Table | None = None
     first_ts: datetime | None = None
     last_ts: datetime | None = None
+    overlap: OverlapReport = field(default_factory=OverlapReport)
 
     @property
     def rows_written(self) -> int:
@@ -130,9 +135,23 @@ async def load_bars(
         for chunk in chunks
     ]
     sink.begin(load.asset, sum(len(w) for w in planned))
+    todo_ids = {partition_id(bar, key) for key in todo}
     try:
-        for chunk, windows in zip(chunks, planned, strict=True):
-            batches = await _fetch(client, windows, universe.outside_rth, load, sink)
+        for position, (chunk, windows) in enumerate(zip(chunks, planned, strict=True)):
+            spill: dict[int, list[pa.Table]] | None = {} if position == 0 else None
+            batches = await _fetch(client, windows, universe.outside_rth, load, sink, spill=spill)
+            if spill is not None:
+                load.overlap = await check_overlap(
+                    client,
+                    store,
+                    load.contracts,
+                    bar,
+                    outside_rth=universe.outside_rth,
+                    exclude=todo_ids,
+                    spill=spill,
+                    run_id=run_id,
+                    now=now,
+                )
             only = {partition_id(bar, key) for key in chunk}
             # ``only``: partitions outside the chunk are never touched; every fetched row must
             # land in one of the chunk's partitions (the loader's keys and the store's layout
@@ -148,6 +167,25 @@ async def load_bars(
                 )
             load.writes.append(written)
             _note_range(load, batches)
+        if not chunks:
+            load.overlap = await check_overlap(
+                client,
+                store,
+                load.contracts,
+                bar,
+                outside_rth=universe.outside_rth,
+                exclude=todo_ids,
+                spill={},
+                run_id=run_id,
+                now=now,
+            )
+        if load.overlap.revision_windows:
+            # A revision (not a clean split): the differing sessions are fetched again and
+            # replace what is stored, in their windows only.
+            batches = await _fetch(
+                client, load.overlap.revision_windows, universe.outside_rth, load, sink
+            )
+            load.writes.append(store.load(DATASET, batches, run_id=run_id, mode="replace"))
     finally:
         sink.finish(load.asset)
     if not load.writes and store.catalog:
@@ -189,9 +227,12 @@ async def _fetch(
     outside_rth: bool,
     load: BarsLoad,
     sink: LoadProgress,
+    *,
+    spill: dict[int, list[pa.Table]] | None = None,
 ) -> list[Batch]:
     """Fetch every window concurrently (the client's pacer bounds what runs at once); the
-    batches of each range's pages, in window order then page order."""
+    batches of each range's pages, in window order then page order. ``spill``: receives, per
+    conid, the bars the pages brought from before each window (`assets.bar_overlap`)."""
 
     async def one(window: FetchWindow) -> list[Batch]:
         contract = window.contract
@@ -206,6 +247,10 @@ async def _fetch(
                 hours=contract.hours,
             )
         info = InstrumentInfo(contract.hours, float(contract.lot_size))
+        if spill is not None:
+            extra = spill_of(history, window.start, float(contract.lot_size))
+            if extra.num_rows:
+                spill.setdefault(contract.conid, []).append(extra)
         batches = to_batches(DATASET, with_meta(history.pages, meta), lambda _conid: info)
         load.ranges += 1
         load.bars_fetched += sum(int(b.table.num_rows) for b in batches)

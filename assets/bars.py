@@ -7,8 +7,11 @@ partitions is ONE run that fetches each instrument's whole range with as few req
 IBKR's 1000-bar pages allow, instead of one run (and one partial page) per partition.
 
 Loading is gap-aware: partitions the store already holds completely are not fetched again;
-run config ``refetch: true`` forces them. The work itself is `assets.bar_loader.load_bars`
-(no Dagster in it); this module adds config, metadata and the checks' results.
+run config ``refetch: true`` forces them. Every run compares bars it receives again with the
+stored ones (`assets.bar_overlap`): a split restates the stored history and is recorded in
+``corporate_actions``; the ``no_restatement`` check warns about it. The work itself is
+`assets.bar_loader.load_bars` (no Dagster in it); this module adds config, metadata and the
+checks' results.
 """
 
 import asyncio
@@ -20,6 +23,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets.bar_loader import BarsLoad, load_bars
+from assets.bar_overlap import compares
 from assets.checks import (
     completeness_check_result,
     completeness_check_spec,
@@ -29,6 +33,7 @@ from assets.checks import (
     quarantine_check_spec,
 )
 from assets.contracts import CONTRACTS_ASSET
+from assets.corporate_actions import restatement_check_result, restatement_check_spec
 from assets.metadata import column_schema as to_column_schema
 from assets.metadata import load_metadata
 from assets.partitions import bars_partitions_def, granularity
@@ -61,6 +66,8 @@ def build_bars_asset(bar: BarSize, universe: Universe) -> dg.AssetsDefinition:
     name = bars_asset_name(bar)
     grain = granularity(bar)
     specs = [contract_check_spec(name), quarantine_check_spec(name)]
+    if compares(bar):
+        specs.append(restatement_check_spec(name))
     if checks_completeness(bar):
         specs.append(completeness_check_spec(name))
 
@@ -123,6 +130,8 @@ def build_bars_asset(bar: BarSize, universe: Universe) -> dg.AssetsDefinition:
             yield quarantine_check_result(name, "bars", load.writes, store, context.run.run_id)
             if checks_completeness(bar):
                 yield completeness_check_result(name, load.gaps, load.sessions_checked)
+            if compares(bar):
+                yield restatement_check_result(name, load.overlap)
 
     return _bars
 
@@ -144,5 +153,11 @@ def _metadata(load: BarsLoad) -> dict[str, Any]:
             "ranges_fetched": dg.MetadataValue.int(load.ranges),
             "bars_fetched": dg.MetadataValue.int(load.bars_fetched),
             "bars_out_of_order": dg.MetadataValue.int(load.bars_out_of_order),
+            "overlap_bars_compared": dg.MetadataValue.int(load.overlap.bars_compared),
+            "overlap_probe_requests": dg.MetadataValue.int(load.overlap.probe_requests),
+            "splits_restated": dg.MetadataValue.int(len(load.overlap.splits)),
+            "sessions_revised": dg.MetadataValue.int(
+                sum(len(r["sessions"]) for r in load.overlap.revisions)
+            ),
         },
     )

@@ -15,6 +15,12 @@ Each check answers one question and names what is wrong in its metadata:
   the newest stored bar reaches the last completed session (judged only when the run loaded the
   newest partition, or outside a run; a backfill of history passes, saying so); the newest quote
   snapshot is recent.
+- ``realtime`` (bars and quotes; separate checks, severity WARN): the data the run stored was
+  real-time, as every instrument of the universe is expected to be; instruments the gateway
+  flagged delayed (history ``mdAvailability``, kept per instrument in each bar partition's
+  manifest; snapshot field 6509, kept in the quotes' ``market_data_availability``) are named
+  with their code and partitions. A warning, not an error: delayed bars of a finished session
+  are the same bars, and an account without a subscription is a fact to see, not a broken load.
 
 The first three are computed inside the asset that wrote the data (`assets.verify`); this module
 turns them into check results. Checks read the warehouse; they never call the gateway.
@@ -31,11 +37,19 @@ import pyarrow.compute as pc
 
 from assets.metadata import load_metadata, markdown_table, time_range
 from assets.resources import WarehouseResource
-from assets.schedules import PARTITION_RANGE_END_TAG
-from assets.verify import ContractVerdict, Gap, verify_contract, verify_manifests
+from assets.schedules import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
+from assets.verify import (
+    ContractVerdict,
+    DelayedData,
+    Gap,
+    find_delayed_bars,
+    find_delayed_quotes,
+    verify_contract,
+    verify_manifests,
+)
 from ib_pipeline.calendars import TradingHours, calendar_for
 from ib_pipeline.clock import Clock
-from ib_pipeline.storage.bar_periods import granularity, key_for_date
+from ib_pipeline.storage.bar_periods import granularity, key_for_date, partition_id
 from ib_pipeline.storage.datasets import dataset_spec
 from ib_pipeline.storage.store import Store, WriteResult
 from ib_pipeline.timeframes import BarSize
@@ -44,6 +58,7 @@ CONTRACT = "contract"
 QUARANTINE_EMPTY = "quarantine_empty"
 COMPLETE = "complete"
 FRESH = "fresh"
+REALTIME = "realtime"
 
 PARTITION_TAG = "dagster/partition"
 """The tag of a run of one partition (a range has `PARTITION_RANGE_END_TAG`)."""
@@ -303,6 +318,116 @@ def build_quotes_freshness_check(asset: str, hours: TradingHours) -> dg.AssetChe
         )
 
     return _fresh
+
+
+# --- real-time data ----------------------------------------------------------------------------
+
+
+def run_partition_range(tags: Mapping[str, str]) -> tuple[str, str] | None:
+    """The first and last partition key a run materialised, if it ran partitions."""
+    first, last = tags.get(PARTITION_RANGE_START_TAG), tags.get(PARTITION_RANGE_END_TAG)
+    if first and last:
+        return first, last
+    one = tags.get(PARTITION_TAG)
+    return (one, one) if one else None
+
+
+def _symbols(store: Store) -> dict[int, str]:
+    """conid -> symbol from the stored contracts (empty before the first contracts load)."""
+    contracts = store.read("contracts")
+    return {
+        int(c): str(s)
+        for c, s in zip(
+            contracts.column("conid").to_pylist(),
+            contracts.column("symbol").to_pylist(),
+            strict=True,
+        )
+    }
+
+
+def realtime_check_result(
+    delayed: Sequence[DelayedData], checked: Mapping[str, Any]
+) -> dg.AssetCheckResult:
+    """``realtime``: pass when nothing arrived delayed; otherwise WARN naming the instruments."""
+    details = [
+        {
+            "instrument": d.symbol,
+            "conid": d.conid,
+            "availability": d.code,
+            "meaning": d.kind,
+            "where": list(d.where[:MAX_NAMED]),
+        }
+        for d in delayed[:MAX_NAMED]
+    ]
+    names = [f"{d.symbol} ({d.conid})" for d in delayed]
+    metadata: dict[str, Any] = {
+        "delayed_instruments": dg.MetadataValue.json(sorted(set(names))),
+        "delayed": dg.MetadataValue.json(details),
+        **{k: dg.MetadataValue.json(v) for k, v in checked.items()},
+    }
+    return dg.AssetCheckResult(
+        passed=not delayed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            "all data real-time"
+            if not delayed
+            else "expected real-time, arrived delayed: " + ", ".join(sorted(set(names)))
+        ),
+        metadata=metadata,
+    )
+
+
+def build_bars_realtime_check(asset: str, bar: BarSize) -> dg.AssetChecksDefinition:
+    """``realtime`` for a bars asset: judged on the partitions the run loaded (its range, or
+    its one partition), else on the newest partition."""
+
+    @dg.asset_check(
+        asset=asset,
+        name=REALTIME,
+        description=f"The {bar.label} bars the run stored came from real-time history answers "
+        "(mdAvailability); instruments the gateway served delayed are named (WARN).",
+    )
+    def _realtime(
+        context: dg.AssetCheckExecutionContext,
+        warehouse: WarehouseResource,
+        clock: dg.ResourceParam[Clock],
+    ) -> dg.AssetCheckResult:
+        store = warehouse.store(clock)
+        prefix = f"bar_size={bar.label}/"
+        ids = [p.id for p in store.partitions("bars") if p.id.startswith(prefix)]
+        span = run_partition_range(context.run.tags)
+        if span is not None:
+            low, high = partition_id(bar, span[0]), partition_id(bar, span[1])
+            chosen = [pid for pid in ids if low <= pid <= high]
+        else:
+            chosen = ids[-1:]
+        manifests = [store.manifest("bars", pid) for pid in chosen]
+        delayed = find_delayed_bars(manifests, _symbols(store))
+        return realtime_check_result(delayed, {"partitions_checked": chosen[-MAX_NAMED:]})
+
+    return _realtime
+
+
+def build_quotes_realtime_check(asset: str) -> dg.AssetChecksDefinition:
+    """``realtime`` for quotes: judged on the newest snapshot (one partition per snapshot)."""
+
+    @dg.asset_check(
+        asset=asset,
+        name=REALTIME,
+        description="The newest quote snapshot is real-time (field 6509); instruments the "
+        "gateway served delayed are named (WARN).",
+    )
+    def _realtime(
+        warehouse: WarehouseResource, clock: dg.ResourceParam[Clock]
+    ) -> dg.AssetCheckResult:
+        store = warehouse.store(clock)
+        partitions = store.partitions("quotes")
+        newest = store.read("quotes", partitions[-1]) if partitions else None
+        delayed = [] if newest is None else find_delayed_quotes(newest, _symbols(store))
+        checked = [partitions[-1].id] if partitions else []
+        return realtime_check_result(delayed, {"partitions_checked": checked})
+
+    return _realtime
 
 
 # --- the usual results of a snapshot-style asset ------------------------------------------------

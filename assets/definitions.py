@@ -16,7 +16,12 @@ from typing import Any
 import dagster as dg
 
 from assets.bars import bars_asset_name, build_bars_asset
-from assets.checks import build_bars_freshness_check, build_quotes_freshness_check
+from assets.checks import (
+    build_bars_freshness_check,
+    build_bars_realtime_check,
+    build_quotes_freshness_check,
+    build_quotes_realtime_check,
+)
 from assets.contracts import build_contracts_asset
 from assets.orders import build_orders_asset
 from assets.portfolio import build_portfolio_assets
@@ -77,6 +82,8 @@ def build_definitions(
     hours = schedule_hours(chosen)
     checks = [build_bars_freshness_check(bars_asset_name(bar), bar, hours) for bar, _ in bars]
     checks.append(build_quotes_freshness_check(QUOTES_ASSET, hours))
+    checks += [build_bars_realtime_check(bars_asset_name(bar), bar) for bar, _ in bars]
+    checks.append(build_quotes_realtime_check(QUOTES_ASSET))
     schedules = build_schedules(
         chosen, [(bar.label, asset) for bar, asset in bars], quotes, [portfolio, orders]
     )

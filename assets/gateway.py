@@ -8,9 +8,10 @@ gateway sensor shows it as its skip reason, and `require_gateway` raises it as a
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from assets.resources import IbkrClientResource
+from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.errors import IbkrError, NotAuthenticatedError, TransportError
 from ib_pipeline.ibkr.gateway_session import login_url
 
@@ -27,10 +28,24 @@ class GatewayStatus:
     message: str
 
 
+PROBE_ATTEMPTS = 2
+"""Attempts of the probe's requests: a gateway that refuses twice is down, and the user waiting
+for `ib-pipeline backfill` to say so should not sit through five backoffs."""
+
+
 async def _probe(ibkr: IbkrClientResource, keep_alive: bool) -> str:
     """Opening the client checks authentication (restoring a dropped brokerage session when it
-    can); ``keep_alive`` also tickles the session."""
-    async with ibkr.get_client() as client:
+    can); ``keep_alive`` also tickles the session. The probe takes no gateway lease: a couple of
+    session calls do not compete with the load that holds it (a sensor tick must not wait for
+    a backfill to end)."""
+    settings = ibkr.settings()
+    probe = settings.with_changes(
+        retry=replace(
+            settings.retry, max_attempts=min(settings.retry.max_attempts, PROBE_ATTEMPTS)
+        ),
+        gateway_lease=False,
+    )
+    async with IbkrClient(probe) as client:
         if not keep_alive:
             return f"GATEWAY OK: {ibkr.base_url} is authenticated"
         status = await client.auth_status()

@@ -10,6 +10,10 @@ side only turns these results into `AssetCheckResult`s.
 - `find_gaps`: each instrument's stored bars against the bars its sessions imply
   (`ib_pipeline.calendars.bar_starts`, half days included), counting only bars completed by now
   (an intraday bar once its last minute has ended, a daily bar once its session has).
+- `find_delayed_bars` / `find_delayed_quotes`: instruments whose stored data the gateway
+  flagged delayed (history ``mdAvailability`` kept in the partition manifests, snapshot field
+  6509 kept in the quotes' ``market_data_availability``), although every instrument of the
+  universe is expected real-time.
 
 Never calls the gateway and never writes.
 """
@@ -25,9 +29,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ib_pipeline.calendars import Session, TradingHours, bar_starts
+from ib_pipeline.ibkr.normalize import DELAYED_KINDS, md_availability_kind
 from ib_pipeline.schemas import ValidationContext, validate
 from ib_pipeline.storage.datasets import dataset_spec
-from ib_pipeline.storage.manifest import STATUS_OK
+from ib_pipeline.storage.manifest import STATUS_OK, Manifest
 from ib_pipeline.storage.store import Store
 from ib_pipeline.timeframes import BarKind, BarSize
 from ib_pipeline.universe import ResolvedContract
@@ -168,3 +173,68 @@ def find_gaps(
                     )
                 )
     return gaps
+
+
+@dataclass(frozen=True)
+class DelayedData:
+    """One instrument whose stored data arrived delayed: its availability ``code`` as IBKR sent
+    it (``D``, ``DpB``, ``Y``...), what it means (``kind``), and where it is stored (bar
+    partitions, or the quote snapshot's time)."""
+
+    conid: int
+    symbol: str
+    code: str
+    kind: str
+    where: tuple[str, ...]
+
+
+def find_delayed_bars(
+    manifests: Sequence[Manifest], symbols: Mapping[int, str]
+) -> list[DelayedData]:
+    """Instruments whose bars in the partitions of ``manifests`` came from a history answer
+    flagged delayed (`Manifest.market_data_availability`), by conid."""
+    found: dict[tuple[int, str], list[str]] = {}
+    for manifest in manifests:
+        for conid, code in manifest.market_data_availability().items():
+            if md_availability_kind(code) in DELAYED_KINDS:
+                found.setdefault((conid, code), []).append(manifest.partition)
+    return [
+        DelayedData(
+            conid,
+            symbols.get(conid, str(conid)),
+            code,
+            md_availability_kind(code) or "",
+            tuple(partitions),
+        )
+        for (conid, code), partitions in sorted(found.items())
+    ]
+
+
+def find_delayed_quotes(quotes: pa.Table, symbols: Mapping[int, str]) -> list[DelayedData]:
+    """Instruments whose quote rows carry a delayed availability (snapshot field 6509)."""
+    if quotes.num_rows == 0 or "market_data_availability" not in quotes.column_names:
+        return []
+    found: dict[tuple[int, str], list[str]] = {}
+    times = (
+        quotes.column("as_of").to_pylist()
+        if "as_of" in quotes.column_names
+        else [None] * quotes.num_rows
+    )
+    rows = zip(
+        quotes.column("conid").to_pylist(),
+        quotes.column("market_data_availability").to_pylist(),
+        times,
+        strict=True,
+    )
+    for conid, code, as_of in rows:
+        if md_availability_kind(code) in DELAYED_KINDS:
+            where = found.setdefault((int(conid), str(code)), [])
+            text = as_of.isoformat() if isinstance(as_of, datetime) else str(as_of)
+            if text not in where:
+                where.append(text)
+    return [
+        DelayedData(
+            conid, symbols.get(conid, str(conid)), code, md_availability_kind(code) or "", tuple(w)
+        )
+        for (conid, code), w in sorted(found.items())
+    ]

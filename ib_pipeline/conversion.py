@@ -41,14 +41,14 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from ib_pipeline.calendars import TradingHours, trading_hours_for
+from ib_pipeline.calendars import US_EQUITY, TradingHours, trading_hours_for
 from ib_pipeline.ibkr import normalize
 from ib_pipeline.ibkr.errors import InvalidPayloadError
 from ib_pipeline.ibkr.history import placeable
 from ib_pipeline.ibkr.normalize import US_STOCK_LOT_SIZE
 from ib_pipeline.raw_zone import RawRecord
 from ib_pipeline.storage.datasets import dataset_spec
-from ib_pipeline.storage.manifest import iso_ms
+from ib_pipeline.storage.manifest import MD_AVAILABILITY_KEY, iso_ms
 from ib_pipeline.storage.store import Batch
 from ib_pipeline.timeframes import BarSize, parse_bar_size
 
@@ -131,14 +131,16 @@ def _window(response: Response) -> tuple[datetime, datetime] | None:
 
 def instrument_info(sec_type: str | None, exchanges: str | None, conid: int) -> InstrumentInfo:
     """Trading hours of the first listed exchange the calendars know, and the lot size
-    (100 for US stocks and ETFs, else 1). ValueError naming the conid otherwise."""
+    (100 for US stocks and ETFs, else 1: stocks on non-US venues are reported in shares).
+    ValueError naming the conid otherwise."""
     kind = (sec_type or "").upper()
     for exchange in (exchanges or "").split(","):
         try:
             hours = trading_hours_for(kind, exchange.strip())
         except ValueError:
             continue
-        lot = float(US_STOCK_LOT_SIZE) if kind in LOT_SIZED_SEC_TYPES else 1.0
+        us_stock = kind in LOT_SIZED_SEC_TYPES and hours == US_EQUITY
+        lot = float(US_STOCK_LOT_SIZE) if us_stock else 1.0
         return InstrumentInfo(hours, lot)
     raise ValueError(
         f"conid {conid}: no known trading hours for sec_type {sec_type!r} on exchanges "
@@ -215,6 +217,9 @@ def _bars(responses: Sequence[Response], resolve: Resolver | None) -> list[Batch
         source = _source(response)
         if unreadable:
             source[PARSE_ERRORS] = _unreadable_bars(unreadable, table)
+        availability = normalize.history_md_availability(response.payload)
+        if availability is not None:
+            source[MD_AVAILABILITY] = availability
         batches.append(
             Batch(
                 table,
@@ -229,6 +234,10 @@ def _bars(responses: Sequence[Response], resolve: Resolver | None) -> list[Batch
 
 PARSE_ERRORS = "parse_errors"
 """The source key listing a history page's unreadable values, for the quarantine's record."""
+
+MD_AVAILABILITY = MD_AVAILABILITY_KEY
+"""The source key of a history page's ``mdAvailability`` (real-time, delayed, frozen), kept in
+the partition manifests' ``sources``; `Manifest.market_data_availability` reads it back."""
 
 
 def _unreadable_bars(unreadable: list[normalize.Unreadable], table: pa.Table) -> list[str]:

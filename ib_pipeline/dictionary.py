@@ -140,8 +140,9 @@ def _quote_columns() -> tuple[Column, ...]:
         Column("halted", "True when `last` came with IBKR's `H` prefix: trading is halted."),
         Column(
             "market_data_availability",
-            "IBKR's availability code (field 6509): `R` real time, `D` delayed, `Z` frozen, "
-            "`Y` frozen delayed, `N` not subscribed; then `p`/`P` snapshot/consolidated, `B` book.",
+            "IBKR's availability code (field 6509), as sent: first letter `R` real time, `D` "
+            "delayed (about 15 minutes behind), `Z` frozen, `Y` frozen delayed, `N` not "
+            "subscribed; second letter `P` snapshot, `p` consolidated; third `B` book.",
         ),
         Column(
             "parse_errors",
@@ -217,7 +218,11 @@ ENTRIES: dict[str, Entry] = {
             "dataset",
             "OHLCV bars from the gateway's history endpoint, one row per instrument, bar size and "
             "bar start. Partitioned by bar size then session date (under 1h), session month "
-            "(1h-8h) or session year (1d, 1w, 1m).",
+            "(1h-8h) or session year (1d, 1w, 1m); the session date is the exchange's own "
+            "(a Tokyo session is dated in Tokyo). Whether the gateway served an instrument's bars "
+            "real-time or delayed (history `mdAvailability`: `S`/`R` real time, `D` delayed) is "
+            "kept per instrument in each partition's manifest "
+            "(`Manifest.market_data_availability`), not in a column.",
             ("conid", "bar_size", "ts"),
             _bar_columns(),
         ),
@@ -345,6 +350,46 @@ ENTRIES: dict[str, Entry] = {
                 Column("run_id", "Id of the run that quarantined it (Dagster run id, or a uuid)."),
                 Column("quarantined_at", "UTC time the row was quarantined."),
             ),
+        ),
+        Entry(
+            "corporate_actions",
+            "dataset",
+            "Splits the bar loader detected by comparing stored bars with the same bars fetched "
+            "again (IBKR adjusts history as of the request), one row per instrument, bar size "
+            "and split; the stored bars of that size were restated to the new basis. As traded: "
+            "price * product(ratio of the splits with effective_date > session_date), volume / "
+            "that product (the `bars_as_traded` view).",
+            ("conid", "bar_size", "effective_date"),
+            (
+                Column("conid", _CONID),
+                Column("bar_size", "Bar size whose stored bars were restated."),
+                Column("action", "What happened: `split` (reverse splits too)."),
+                Column(
+                    "effective_date",
+                    "First session on the new basis (exchange-local ex-date; estimated as the "
+                    "first session after the compared bars were stored).",
+                ),
+                Column("ratio", "New shares per old share: 4.0 for a 4:1 split, 0.1 for 1:10."),
+                Column("compared_session", "Latest stored session whose bars proved the ratio."),
+                Column("detected_at", "UTC time of the run that detected it."),
+                Column(
+                    "restated",
+                    "How the stored bars were restated: `rescaled` (prices / ratio, volume * "
+                    "ratio, in place; no request).",
+                ),
+                Column("rows_restated", "Stored bars rescaled."),
+                Column("partitions_restated", "Stored partitions rewritten."),
+                Column("run_id", "Id of the run that detected it."),
+            ),
+        ),
+        Entry(
+            "bars_as_traded",
+            "view",
+            "`bars` at the prices and volumes they traded at: stored bars are adjusted for "
+            "every split in `corporate_actions`; this view multiplies prices by the product of "
+            "the ratios of the splits effective after the bar's session (and divides volume).",
+            ("conid", "bar_size", "ts"),
+            _bar_columns(),
         ),
         Entry(
             "bars_with_symbols",

@@ -54,7 +54,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from ib_pipeline.calendars import CALENDAR_START, TradingHours, trading_hours_for
+from ib_pipeline.calendars import CALENDAR_START, US_EQUITY, TradingHours, trading_hours_for
 from ib_pipeline.settings import environment_value
 from ib_pipeline.timeframes import BAR_SIZES, BarSize, parse_bar_size
 
@@ -197,8 +197,11 @@ class InstrumentConfig(BaseModel):
 
     @property
     def lot_size(self) -> int:
-        """Units per lot of the gateway's volumes: 100 for US stocks and ETFs, else 1."""
-        return US_STOCK_LOT_SIZE if self.sec_type == "STK" else 1
+        """Units per lot of the gateway's volumes: 100 for US stocks and ETFs, else 1 (stocks
+        on non-US venues, SAP on IBIS or 7203 on TSEJ, are reported in shares)."""
+        if self.sec_type == "STK" and self.trading_hours == US_EQUITY:
+            return US_STOCK_LOT_SIZE
+        return 1
 
     @property
     def label(self) -> str:
@@ -246,7 +249,12 @@ class Universe(BaseModel):
     """A validated universe: the universe file's keys are exactly these fields.
 
     ``accounts`` empty means every account the gateway lists; ``history_end`` None means up to
-    the present; ``source`` (not a key of the file) says where it was read from. Built by
+    the present; ``include_positions`` true adds the instruments the accounts hold (from the
+    latest stored positions) to those the contracts, quotes and bars assets load, once the
+    accounts have been read (`assets.contract_lookup`): held instruments are resolved through the
+    contract search, never duplicate configured ones, and those of a security type or exchange
+    the calendars do not know (options, for one) are skipped with a warning naming them;
+    ``source`` (not a key of the file) says where it was read from. Built by
     `parse_universe`, or directly (``Universe(instruments=(...), bar_sizes=(...),
     history_start=date(...))``); an invalid value raises `UniverseError` either way.
     """
@@ -278,6 +286,10 @@ class Universe(BaseModel):
         AfterValidator(_accounts_once),
     ] = Field((), description="a list of account ids")
     outside_rth: StrictBool = Field(False, description="true or false")
+    include_positions: StrictBool = Field(
+        False,
+        description="true or false (true: the instruments the accounts hold are loaded too)",
+    )
 
     _source: str = PrivateAttr("<memory>")
 

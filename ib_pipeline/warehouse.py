@@ -2,8 +2,9 @@
 
 Why: researchers query Parquet through DuckDB views, never through file paths. `connect()`
 returns an in-memory DuckDB connection with one view per dataset (``bars``, ``quotes``,
-``positions``, ``account_summary``, ``contracts``, ``accounts``, ``orders``, ``quarantine``) and
-derived views (``bars_with_symbols``, ``daily_ohlcv``, ``latest_positions``,
+``positions``, ``account_summary``, ``contracts``, ``accounts``, ``orders``, ``quarantine``,
+``corporate_actions``) and derived views (``bars_with_symbols``, ``bars_as_traded``,
+``daily_ohlcv``, ``latest_positions``,
 ``latest_account_summary``, ``latest_quotes``). ``<root>/warehouse.duckdb`` holds the same views
 so ``duckdb warehouse/warehouse.duckdb`` works straight away; the store rebuilds it after every
 write that changes them (into a temporary file, then an atomic replace).
@@ -66,7 +67,7 @@ import pyarrow as pa
 
 from ib_pipeline import dictionary
 from ib_pipeline.settings import WarehouseSettings
-from ib_pipeline.storage.datasets import DATASETS
+from ib_pipeline.storage.datasets import CORPORATE_ACTIONS, DATASETS
 from ib_pipeline.storage.fs import FsspecRoot, LocalRoot, open_root
 from ib_pipeline.storage.listing import (
     DATA_FOLDERS,
@@ -105,6 +106,15 @@ DERIVED_VIEWS: dict[str, str] = {
               FROM bars WHERE bar_size IN ({_INTRADAY})
               GROUP BY conid, bar_size, session_date) AS d
         LEFT JOIN contracts AS c USING (conid)""",
+    "bars_as_traded": """
+        SELECT b.* REPLACE (b.open * f.factor AS open, b.high * f.factor AS high,
+                            b.low * f.factor AS low, b.close * f.factor AS close,
+                            b.volume / f.factor AS volume)
+        FROM bars AS b,
+             LATERAL (SELECT coalesce(product(a.ratio), 1.0) AS factor
+                      FROM corporate_actions AS a
+                      WHERE a.conid = b.conid AND a.bar_size = b.bar_size
+                        AND a.action = 'split' AND a.effective_date > b.session_date) AS f""",
     "latest_positions": """
         SELECT * FROM (
             SELECT * FROM positions
@@ -119,7 +129,7 @@ DERIVED_VIEWS: dict[str, str] = {
 }
 """Views built on the dataset views: what researchers ask for most."""
 
-DATASET_VIEWS: tuple[str, ...] = (*DATASETS, QUARANTINE)
+DATASET_VIEWS: tuple[str, ...] = (*DATASETS, QUARANTINE, CORPORATE_ACTIONS)
 """Names of the views with one dataset behind each."""
 
 

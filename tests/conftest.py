@@ -96,3 +96,36 @@ def truth_sim() -> Simulator:
     from ib_pipeline.simulator import Simulator, SimulatorConfig  # noqa: PLC0415
 
     return Simulator(SimulatorConfig(seed=DEMO_SEED, now=DEMO_NOW, session_timeout_s=None))
+
+
+# --- the red team's table (tests/red_team.py) --------------------------------------------------
+
+_RED_TEAM_OUTCOMES: dict[str, str] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Record the outcome of every test the red team's table names (also under xdist: the
+    controller receives the workers' reports)."""
+    from red_team import ATTACKS  # noqa: PLC0415
+
+    for _, test in ATTACKS:
+        if not report.nodeid.startswith(test):
+            continue
+        failed = report.failed
+        if report.when == "call" or failed:
+            previous = _RED_TEAM_OUTCOMES.get(test, "held")
+            _RED_TEAM_OUTCOMES[test] = "FAILED" if failed or previous == "FAILED" else "held"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the red team's table and write it to reports/red_team.md (when its tests ran)."""
+    from red_team import REPORT_PATH, render  # noqa: PLC0415
+
+    if not _RED_TEAM_OUTCOMES:
+        return
+    text = render(_RED_TEAM_OUTCOMES)
+    REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
+    REPORT_PATH.write_text(text, "utf-8")
+    terminalreporter.write_sep("=", f"red team ({REPORT_PATH.parent.name}/{REPORT_PATH.name})")
+    for line in text.splitlines():
+        terminalreporter.write_line(line)

@@ -65,8 +65,60 @@ US_STOCK_LOT_SIZE = 100
 NO_DATA_MESSAGE = "No data."
 """The history endpoint's answer for a range outside the instrument's history."""
 
+# --- market-data availability ------------------------------------------------------------------
+
+MD_REALTIME = "realtime"
+MD_DELAYED = "delayed"
+MD_FROZEN = "frozen"
+MD_FROZEN_DELAYED = "frozen_delayed"
+MD_NOT_SUBSCRIBED = "not_subscribed"
+MD_INCOMPLETE = "incomplete"
+MD_VDR_EXEMPT = "vdr_exempt"
+
+MD_AVAILABILITY_KINDS: dict[str, str] = {
+    "R": MD_REALTIME,
+    "S": MD_REALTIME,  # history answers of a subscribed instrument (IBKR's examples: "S")
+    "D": MD_DELAYED,
+    "Z": MD_FROZEN,
+    "Y": MD_FROZEN_DELAYED,
+    "N": MD_NOT_SUBSCRIBED,
+    "i": MD_INCOMPLETE,
+    "v": MD_VDR_EXEMPT,
+}
+"""First letter of a market-data availability code (snapshot field 6509, history
+``mdAvailability``) -> what it means. IBKR: R real-time, D delayed, Z frozen, Y frozen delayed,
+N not subscribed, i incomplete, v VDR exempt; the second letter says snapshot-permitted (``P``)
+or consolidated (``p``), a third ``B`` book data. History answers of a subscribed instrument say
+``S`` (streaming), read as real-time."""
+
+DELAYED_KINDS = frozenset({MD_DELAYED, MD_FROZEN_DELAYED})
+"""Availability kinds whose data lags the market (about 15 minutes)."""
+
+
+def md_availability_kind(code: str | None) -> str | None:
+    """What an availability code means (`MD_AVAILABILITY_KINDS`), from its first letter;
+    None for no code, ``"unknown"`` for a letter IBKR does not document."""
+    if code is None or not str(code).strip():
+        return None
+    return MD_AVAILABILITY_KINDS.get(str(code).strip()[0], "unknown")
+
+
+def history_md_availability(payload: Any) -> str | None:
+    """The ``mdAvailability`` code of a history answer (``"S"``, ``"D"``, ...), or None when the
+    answer has none (a ``No data.`` answer, an older gateway). Never raises: the code flags the
+    bars, it is not a reason to reject them."""
+    if not isinstance(payload, Mapping):
+        return None
+    value = payload.get("mdAvailability")
+    if value is None:
+        return None
+    return str(value).strip() or None
+
+
 __all__ = [
+    "DELAYED_KINDS",
     "FLAT_CONID",
+    "MD_AVAILABILITY_KINDS",
     "NO_DATA_MESSAGE",
     "SNAPSHOT_FIELDS",
     "US_STOCK_LOT_SIZE",
@@ -77,7 +129,9 @@ __all__ = [
     "contracts",
     "flat_positions",
     "history_bars",
+    "history_md_availability",
     "live_orders",
+    "md_availability_kind",
     "positions",
     "snapshot_quotes",
 ]

@@ -20,6 +20,8 @@ account_summary   account_summary/date=2024-11-26/account=U1/part.parquet      a
 orders            orders/date=2024-11-26/part.parquet                          as_of,order_id
 contracts         contracts/part.parquet                                       conid
 accounts          accounts/part.parquet                                        account_id
+corporate_actions corporate_actions/part.parquet (`CORPORATE_ACTIONS`)          conid,bar_size,
+                                                                               effective_date
 ================  ===========================================================  ===============
 
 Manifests live under ``_manifests/`` (`storage.paths.MANIFESTS`), quarantine files under
@@ -359,6 +361,35 @@ DATASETS: dict[str, DatasetSpec] = {
 
 DATASET_OF_NORMALISER: dict[str, str] = {s.normaliser_table: s.name for s in DATASETS.values()}
 """Warehouse dataset name of each normaliser table name (``history_bars`` -> ``bars``)."""
+
+
+CORPORATE_ACTIONS = "corporate_actions"
+"""The corporate actions the bar loader detected (splits), one file:
+``corporate_actions/part.parquet``. Not a gateway dataset (no contract, no replay: the rows
+are derived by comparing stored bars with re-fetched ones, `ib_pipeline.corporate_actions`),
+so it is not in `DATASETS`; like the quarantine it has a view of its own."""
+
+CORPORATE_ACTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("conid", pa.int64(), nullable=False),
+        pa.field("bar_size", pa.string(), nullable=False),
+        pa.field("action", pa.string(), nullable=False),
+        pa.field("effective_date", pa.date32(), nullable=False),
+        pa.field("ratio", pa.float64(), nullable=False),
+        pa.field("compared_session", pa.date32(), nullable=False),
+        pa.field("detected_at", TS, nullable=False),
+        pa.field("restated", pa.string(), nullable=False),
+        pa.field("rows_restated", pa.int64(), nullable=False),
+        pa.field("partitions_restated", pa.int64(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+"""Key: (conid, bar_size, effective_date). ``ratio``: new shares per old share (4.0 for a
+4:1 split, 0.1 for a 1:10 reverse split)."""
+
+CORPORATE_ACTIONS_KEY = ("conid", "bar_size", "effective_date")
+CORPORATE_ACTIONS_FILE = f"{CORPORATE_ACTIONS}/part.parquet"
+CORPORATE_ACTIONS_LAYOUTS = (Layout("*.parquet"),)
 
 
 def dataset_spec(name: str) -> DatasetSpec:

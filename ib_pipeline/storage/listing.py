@@ -30,7 +30,13 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ib_pipeline.storage.datasets import DATASETS, Layout
+from ib_pipeline.storage.datasets import (
+    CORPORATE_ACTIONS,
+    CORPORATE_ACTIONS_LAYOUTS,
+    CORPORATE_ACTIONS_SCHEMA,
+    DATASETS,
+    Layout,
+)
 from ib_pipeline.storage.fs import FsspecRoot, LocalRoot
 from ib_pipeline.storage.quarantine import QUARANTINE, QUARANTINE_LAYOUTS, QUARANTINE_SCHEMA
 
@@ -52,6 +58,7 @@ class ViewSource:
 VIEW_SOURCES: tuple[ViewSource, ...] = (
     *(ViewSource(spec.name, spec.schema, spec.layouts) for spec in DATASETS.values()),
     ViewSource(QUARANTINE, QUARANTINE_SCHEMA, QUARANTINE_LAYOUTS),
+    ViewSource(CORPORATE_ACTIONS, CORPORATE_ACTIONS_SCHEMA, CORPORATE_ACTIONS_LAYOUTS),
 )
 """Every dataset with a view of its own, in view order."""
 

@@ -33,6 +33,10 @@ STATUS_GARBLED = "garbled"  # a manifest that is not valid JSON (or lacks fields
 STATUS_CORRUPT = "corrupt"  # the data file does not decode (damaged or truncated bytes)
 STATUS_UNCHECKED = "unchecked"  # as parsed, before a reader compared it with the data
 
+MD_AVAILABILITY_KEY = "md_availability"
+"""The key of a history page's source holding its ``mdAvailability`` code (set by
+`ib_pipeline.conversion`; read by `Manifest.market_data_availability`)."""
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -81,6 +85,32 @@ class Manifest:
 
     def with_status(self, status: str) -> Manifest:
         return replace(self, status=status)
+
+    def market_data_availability(self) -> dict[int, str]:
+        """conid -> the market-data availability code (``mdAvailability``: ``S``/``R``
+        real-time, ``D`` delayed, ...) of the newest history answer that wrote its bars here.
+
+        Read from ``sources``, where each history page's source keeps the code
+        (`MD_AVAILABILITY_KEY`): a refetch replaces an instrument's bars and adds its newer
+        source, so the newest answer per conid describes the stored bars. Conids whose answers
+        carried no code (older gateways, manifests written before the code was kept) are absent.
+        """
+        newest: dict[int, tuple[str, str]] = {}
+        for source in self.sources:
+            if not isinstance(source, dict):
+                continue
+            code = source.get(MD_AVAILABILITY_KEY)
+            params = source.get("params")
+            if not isinstance(code, str) or not isinstance(params, dict):
+                continue
+            try:
+                conid = int(params["conid"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            fetched = str(source.get("fetched_at", ""))
+            if conid not in newest or fetched >= newest[conid][0]:
+                newest[conid] = (fetched, code)
+        return {conid: code for conid, (_, code) in sorted(newest.items())}
 
 
 def iso_ms(ms: int) -> str:

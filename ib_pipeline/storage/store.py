@@ -65,6 +65,10 @@ from ib_pipeline.schemas import BATCH, ValidationContext, validate
 from ib_pipeline.settings import WarehouseSettings
 from ib_pipeline.storage import keys
 from ib_pipeline.storage.datasets import (
+    CORPORATE_ACTIONS,
+    CORPORATE_ACTIONS_FILE,
+    CORPORATE_ACTIONS_KEY,
+    CORPORATE_ACTIONS_SCHEMA,
     DATASETS,
     SESSION_DATE,
     DatasetSpec,
@@ -454,6 +458,29 @@ class Store:
             content_sha256=digest,
             unchanged=unchanged,
         )
+
+    def record_corporate_actions(self, rows: pa.Table) -> None:
+        """Merge ``rows`` (`CORPORATE_ACTIONS_SCHEMA`) into ``corporate_actions/part.parquet``
+        by key (conid, bar_size, effective_date; a row recorded again replaces the old one),
+        written atomically; then refresh the catalog."""
+        if rows.num_rows == 0:
+            return
+        rows = rows.select(CORPORATE_ACTIONS_SCHEMA.names).cast(CORPORATE_ACTIONS_SCHEMA)
+        with self.root.lock(CORPORATE_ACTIONS):
+            merged = keys.merge(
+                [self.corporate_actions(), rows], CORPORATE_ACTIONS_KEY, CORPORATE_ACTIONS_KEY
+            )
+            self.root.write_atomic(CORPORATE_ACTIONS_FILE, to_parquet_bytes(merged))
+        if self.catalog:
+            self.refresh_catalog()
+
+    def corporate_actions(self) -> pa.Table:
+        """Every recorded corporate action (empty table if none); see
+        `ib_pipeline.corporate_actions`."""
+        if not self.root.exists(CORPORATE_ACTIONS_FILE):
+            return CORPORATE_ACTIONS_SCHEMA.empty_table()
+        table = self._read_table(CORPORATE_ACTIONS_FILE)
+        return table.select(CORPORATE_ACTIONS_SCHEMA.names).cast(CORPORATE_ACTIONS_SCHEMA)
 
     def refresh_catalog(self, *, force: bool = False) -> str:
         """Rebuild ``warehouse.duckdb`` if its views changed (a file added, or a file's

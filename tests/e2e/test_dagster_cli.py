@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,8 +17,9 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from assets.backfill import run_backfill
-from assets.demo import run_demo
+from assets.demo import DEMO_NOW, DEMO_SEED, run_demo, snapshot_times
 from assets.gateway import GatewayUnavailableError
+from ib_pipeline import warehouse as duck
 from ib_pipeline.cli.pipeline import backfill
 from ib_pipeline.universe import UNIVERSE_ENV, UniverseError, parse_universe_text
 
@@ -149,6 +151,9 @@ def test_demo_loads_queries_and_leaves_nothing_running(
     assert code == 0, output
     for title in (
         "Daily OHLCV and VWAP from the 1-minute bars",
+        "Quotes as-of joined to the 1-minute bars",
+        "Positions of the selected account marked to the latest quotes",
+        "Portfolio value over the week per account",
         "Portfolio value per account",
         "Latest quotes",
         "the simulator has stopped",
@@ -156,7 +161,70 @@ def test_demo_loads_queries_and_leaves_nothing_running(
     ):
         assert title in output
     assert "FAILED" not in output and "error" not in output.lower()
-    assert "22,410" in output  # the week's 1-minute bars, the same on every run
+    # the week's 1-minute bars of the 12 configured and 55 held instruments, on every run
+    assert "98,310" in output
     assert (tmp_path / "wh" / "warehouse.duckdb").is_file()
     lingering = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()]
     assert not [t.name for t in lingering if "simulator" in t.name]
+    check_demo_answers(tmp_path / "wh")
+
+
+def check_demo_answers(root: Path) -> None:
+    """Snapshots across the week, held instruments quoted and as-of joined to the bars,
+    portfolio value over the week: numbers equal to the simulator's ground truth at each
+    snapshot time (accounts built at `DEMO_NOW`, as the demo builds them)."""
+    from ib_pipeline.clock import FixedClock  # noqa: PLC0415
+    from ib_pipeline.simulator import Simulator, SimulatorConfig  # noqa: PLC0415
+
+    times = snapshot_times()
+    assert [t.strftime("%a %H:%M") for t in times] == [
+        "Mon 21:00", "Tue 21:00", "Wed 21:00", "Fri 21:00"
+    ]  # fmt: skip
+    truth_sim = Simulator(SimulatorConfig(seed=DEMO_SEED, now=DEMO_NOW, session_timeout_s=None))
+    truth = truth_sim.truth
+    selected = truth.selected_account
+    held = {p["conid"]: p for p in truth.positions(selected)}  # built at DEMO_NOW
+    con = duck.connect(str(root))
+    try:
+        for dataset in ("quotes", "account_summary", "positions"):
+            stamps = con.sql(f"SELECT DISTINCT as_of FROM {dataset} ORDER BY 1").fetchall()
+            assert [row[0] for row in stamps] == times, dataset
+        quoted = dict(
+            con.sql(
+                "SELECT conid, last FROM latest_quotes WHERE as_of = $now", params={"now": DEMO_NOW}
+            ).fetchall()
+        )
+        assert set(held) <= set(quoted)  # COST, ADBE, MA, V, PEP, TXN: not in the universe
+        for conid in held:
+            assert quoted[conid] == pytest.approx(truth.quote(conid)["last"])
+        marked = con.sql(
+            "SELECT p.conid, p.position * q.last FROM latest_positions AS p "
+            "LEFT JOIN latest_quotes AS q USING (conid) WHERE p.account = $a",
+            params={"a": selected},
+        ).fetchall()
+        assert len(marked) == len(held) and all(value is not None for _, value in marked)
+        for conid, value in marked:
+            assert value == pytest.approx(held[conid]["mkt_value"])
+        # as-of join: every quote of a held instrument finds the bar begun by its snapshot
+        joined = con.sql(
+            "SELECT q.conid, q.as_of, b.ts FROM quotes AS q ASOF JOIN "
+            "(SELECT conid, ts FROM bars WHERE bar_size = '1min') AS b "
+            "ON q.conid = b.conid AND q.as_of >= b.ts "
+            f"WHERE q.conid IN ({', '.join(map(str, held))})"
+        ).fetchall()
+        assert len(joined) == len(held) * len(times)
+        assert all(ts is not None and as_of - ts <= timedelta(hours=4) for _, as_of, ts in joined)
+        values = con.sql(
+            "SELECT account, as_of, amount FROM account_summary WHERE key = 'netliquidation' "
+            "ORDER BY account, as_of"
+        ).fetchall()
+    finally:
+        con.close()
+    per_account: dict[str, int] = {}
+    clock = truth_sim.clock
+    assert isinstance(clock, FixedClock)
+    for account, as_of, amount in values:
+        per_account[account] = per_account.get(account, 0) + 1
+        clock.set(as_of)
+        assert amount == pytest.approx(truth.summary(account)["netliquidation"]), (account, as_of)
+    assert per_account == {account: len(times) for account in truth.accounts}

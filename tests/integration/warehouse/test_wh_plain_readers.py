@@ -20,6 +20,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from ib_pipeline.calendars import US_EQUITY
+from ib_pipeline.corporate_actions import action_row
 from ib_pipeline.ibkr.tables import (
     ACCOUNT_SUMMARY,
     ACCOUNTS,
@@ -49,6 +50,7 @@ FOLDERS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
     "contracts": ("contracts", "true", ("conid",), "symbol"),
     "accounts": ("accounts", "true", ("account_id",), "alias"),
     "quarantine": ("quarantine", "true", ("key_json",), "row_json"),
+    "corporate_actions": ("corporate_actions", "true", ("conid", "bar_size"), "ratio"),
 }
 
 
@@ -111,6 +113,19 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     accounts = [{"account_id": "U1", "alias": "main", "is_paper": False, "is_selected": True}]
     store.write("accounts", pa.Table.from_pylist(accounts, schema=ACCOUNTS), source="a", run_id="r")
+    store.record_corporate_actions(
+        action_row(
+            conid=AAPL,
+            bar_size="1min",
+            effective=D2,
+            ratio=4.0,
+            compared_session=D1,
+            detected_at=AS_OF,
+            rows_restated=390,
+            partitions_restated=1,
+            run_id="r",
+        )
+    )
     return folder
 
 
