@@ -401,7 +401,10 @@ class Store:
         quarantined: int,
         scope: Scope | None = None,
     ) -> PartitionWrite:
-        with self.root.lock(partition.folder):
+        # the data folder, then the manifest's: taking each lock sweeps the temporary files a
+        # crashed writer left in that folder (the manifest's lives under _manifests/)
+        manifest_folder = partition.manifest_path.rsplit("/", 1)[0]
+        with self.root.lock(partition.folder), self.root.lock(manifest_folder):
             previous_bytes = (
                 self.root.read_bytes(partition.data_path)
                 if self.root.exists(partition.data_path)

@@ -65,10 +65,10 @@ def install_hooks(phase: str | None, kill_at: int, counts: Counter[str]) -> None
         if name == phase and counts[name] == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    real_request = httpx.AsyncClient.request
+    real_send = httpx.AsyncClient.send  # every request goes through it, streamed or not
 
-    async def request(self: httpx.AsyncClient, *args: Any, **kwargs: Any) -> httpx.Response:
-        response = await real_request(self, *args, **kwargs)
+    async def send(self: httpx.AsyncClient, *args: Any, **kwargs: Any) -> httpx.Response:
+        response = await real_send(self, *args, **kwargs)
         step("fetch")
         return response
 
@@ -120,7 +120,7 @@ def install_hooks(phase: str | None, kill_at: int, counts: Counter[str]) -> None
             step("manifest")
         real_write_atomic(self, rel, data)
 
-    httpx.AsyncClient.request = request  # type: ignore[method-assign]
+    httpx.AsyncClient.send = send  # type: ignore[method-assign]
     storemod.validate = validate  # type: ignore[attr-defined]
     os.replace = replace
     fsmod.open = killing_open  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 
 from assets.definitions import build_definitions
 from assets.resources import IbkrClientResource, WarehouseResource
@@ -38,6 +39,7 @@ from ib_pipeline.warehouse import (
     CATALOG_FILE,
     DATASET_VIEWS,
     DERIVED_VIEWS,
+    WarehouseNotFoundError,
     connect,
     open_catalog,
 )
@@ -199,6 +201,11 @@ def assert_readable_without_strays(root: Path) -> dict[str, int]:
     for dataset in DATASETS:
         for manifest in store.manifests(dataset, verify=True):
             assert manifest.status in (STATUS_OK, STATUS_STALE, STATUS_MISSING)
+    if not any(rel.endswith(".parquet") or rel == CATALOG_FILE for rel in tree(root)):
+        # killed before its first data file: readers say there is no warehouse yet, loudly
+        with pytest.raises(WarehouseNotFoundError):
+            connect(root)
+        return {}
     counts = view_counts(connect(root))
     if (root / CATALOG_FILE).exists():
         view_counts_of_catalog(root)

@@ -111,12 +111,13 @@ CASES = [
         {"session_drop": 2},
         also=recovered_the_session,
     ),
-    # In the snapshot run the portfolio step goes first (9 requests); the quotes step then
-    # checks the session, searches the 3 contracts, primes /iserver/accounts and asks for
-    # snapshots: its 16th request is the second snapshot call, which needs that priming.
+    # In the snapshot run the portfolio step goes first (10 requests: a positions listing's
+    # end is confirmed with one more page); the quotes step then checks the session, searches
+    # the 3 contracts, primes /iserver/accounts and asks for snapshots: the run's 17th request
+    # is the second snapshot call, which needs that priming.
     FaultCase(
         "gateway needs /accounts again",
-        "accounts_reset_at=16",
+        "accounts_reset_at=17",
         {"accounts_reset": 1},
         also=reprimed_the_accounts,
     ),
