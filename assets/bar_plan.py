@@ -54,7 +54,7 @@ def sessions_in_keys(
     for key in sorted(set(keys)):
         first, last = key_dates(key, grain)
         found.extend(cal.sessions(first, last))
-    return found
+    return [s for s in found if contract.loads_on(s.date)]
 
 
 def fetch_windows(

@@ -27,12 +27,13 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import ValidationError
 
+from ib_pipeline import futures
 from ib_pipeline.ibkr import normalize
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.tables import CONTRACTS
@@ -54,12 +55,19 @@ SKIPPED_NAMED = 12
 
 
 async def search_instruments(
-    client: IbkrClient, instruments: Sequence[InstrumentConfig]
+    client: IbkrClient,
+    instruments: Sequence[InstrumentConfig],
+    *,
+    history: tuple[date, date | None] | None = None,
 ) -> tuple[list[ResolvedContract], pa.Table]:
     """Search every instrument (concurrently; the client paces) and resolve each to a conid.
 
     Returns the resolved contracts and their contract rows (`tables.CONTRACTS`), in universe
     order. Raises `UniverseError` naming every instrument that did not resolve.
+
+    A futures root with ``roll:`` resolves to its contract months in force during ``history``
+    (history start and end, None for today; `ib_pipeline.futures.resolve_root`), each a
+    contract of its own, instead of the root's conid.
     """
     payloads = await asyncio.gather(
         *(client.search_contracts(i.symbol, sec_type=i.sec_type) for i in instruments)
@@ -74,6 +82,15 @@ async def search_instruments(
         except UniverseError as error:
             problems.append(str(error))
             continue
+        if instrument.roll is not None:
+            try:
+                months, month_rows = await _months(client, instrument, conid, history)
+            except UniverseError as error:
+                problems.append(str(error))
+                continue
+            resolved.extend(months)
+            rows.append(normalize.complete_contracts(month_rows, exchange=instrument.exchange))
+            continue
         row = candidates.filter(pc.equal(candidates.column("conid"), conid)).slice(0, 1)
         row = normalize.complete_contracts(row, exchange=instrument.exchange)
         resolved.append(ResolvedContract(instrument, conid, _first(row, "description")))
@@ -84,6 +101,18 @@ async def search_instruments(
         )
     table = pa.concat_tables(rows) if rows else CONTRACTS.empty_table()
     return resolved, table
+
+
+async def _months(
+    client: IbkrClient,
+    instrument: InstrumentConfig,
+    root_conid: int,
+    history: tuple[date, date | None] | None,
+) -> tuple[list[ResolvedContract], pa.Table]:
+    today = client.clock.now().date()
+    first, end = history if history is not None else (today, None)
+    last = min(end, today) if end is not None else today
+    return await futures.resolve_root(client, instrument, root_conid, first=first, last=last)
 
 
 def _first(table: pa.Table, column: str) -> str | None:
@@ -100,11 +129,19 @@ def stored_contracts(
     found there (never materialised, or added to the universe since)."""
     table = store.read("contracts")
     index: dict[tuple[str, str | None], int] = {}
-    for row in table.select(["conid", "symbol", "sec_type"]).to_pylist():
+    columns = ["conid", "symbol", "sec_type", "expiry"] if "expiry" in table.column_names else None
+    for row in table.select(columns or ["conid", "symbol", "sec_type"]).to_pylist():
+        if row.get("expiry") and row["sec_type"] == "FUT":
+            continue  # a contract month of a rolled root, never the answer for a symbol
         index.setdefault((str(row["symbol"]).upper(), row["sec_type"]), int(row["conid"]))
     found: list[ResolvedContract] = []
     missing: list[InstrumentConfig] = []
     for instrument in universe.instruments:
+        if instrument.roll is not None:
+            # A rolled root is resolved to its months again on every run (the month in force
+            # moves with the clock; `ib_pipeline.futures`): a few requests per root.
+            missing.append(instrument)
+            continue
         conid = index.get((instrument.symbol, instrument.sec_type))
         if conid is None:
             conid = index.get((instrument.symbol, None))
@@ -122,7 +159,8 @@ async def resolved_contracts(
     ``include_positions``, the held instruments that are not configured (module doc)."""
     found, missing = stored_contracts(store, universe)
     if missing:
-        searched, _ = await search_instruments(client, missing)
+        history = (universe.history_start, universe.history_end)
+        searched, _ = await search_instruments(client, missing, history=history)
         found.extend(searched)
     order = {item: position for position, item in enumerate(universe.instruments)}
     configured = sorted(found, key=lambda c: order[c.instrument])
@@ -138,7 +176,8 @@ async def universe_contracts(
     """What the ``contracts`` asset stores: every configured instrument searched (as
     `search_instruments`), then, with ``include_positions``, the held instruments that are not
     configured (module doc); contracts and their rows, in that order."""
-    resolved, table = await search_instruments(client, universe.instruments)
+    history = (universe.history_start, universe.history_end)
+    resolved, table = await search_instruments(client, universe.instruments, history=history)
     if not universe.include_positions:
         return resolved, table
     held, rows = await held_instruments(client, store, universe, resolved, search_all=True)

@@ -21,7 +21,7 @@ import dagster as dg
 import pyarrow as pa
 
 from assets.checks import contract_check_spec, quarantine_check_spec, write_results
-from assets.contract_lookup import search_instruments
+from assets.contract_lookup import universe_contracts
 from assets.metadata import column_schema
 from assets.resources import IbkrClientResource, WarehouseResource
 from ib_pipeline.clock import Clock
@@ -59,7 +59,7 @@ def build_contracts_asset(universe: Universe) -> dg.AssetsDefinition:
 
         async def fetch() -> tuple[list[ResolvedContract], pa.Table, dict[str, int]]:
             async with ibkr.get_client(on_response=warehouse.raw(), clock=clock) as client:
-                resolved, table = await search_instruments(client, universe.instruments)
+                resolved, table = await universe_contracts(client, store, universe)
                 return resolved, table, dict(client.stats.requests)
 
         resolved, table, requests = asyncio.run(fetch())

@@ -215,9 +215,9 @@ GOALS: Mapping[str, Sequence[Goal]] = {
         Goal("warehouse part only (validate + write)", "warehouse_rows_per_s", unit="rows/s"),
     ),
     "query_latency": (
-        Goal("daily OHLCV of all symbols, via the views", "daily_ohlcv_all_symbols_ms", "<=", 4,
+        Goal("daily OHLCV of all symbols, via the views", "daily_ohlcv_all_symbols_ms", "<=", 2,
              unit="ms", baseline=Baseline(_NATIVE, "daily_ohlcv_all_symbols_native_ms")),
-        Goal("VWAP of one day, via the views", "vwap_one_day_ms", "<=", 3,
+        Goal("VWAP of one day, via the views", "vwap_one_day_ms", "<=", 2,
              unit="ms", baseline=Baseline(_NATIVE, "vwap_one_day_native_ms")),
         Goal("one symbol, last 5 days, via the views", "one_symbol_last_5_days_ms", "<=", 2,
              unit="ms", baseline=Baseline(_NATIVE, "one_symbol_last_5_days_native_ms")),

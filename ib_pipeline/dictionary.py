@@ -392,6 +392,54 @@ ENTRIES: dict[str, Entry] = {
             _bar_columns(),
         ),
         Entry(
+            "futures_rolls",
+            "view",
+            "The rolls of every futures root loaded by contract month (`roll:` in the universe): "
+            "front month, rolled 8 calendar days before its last trade date (the table macro "
+            "`futures_rolls_by(days)` takes another), one row per root, bar size and roll whose "
+            "two months both have bars on the last session before it.",
+            ("root", "bar_size", "roll_date"),
+            (
+                Column("root", "Futures root symbol (ES, NQ)."),
+                Column("bar_size", "Bar size the gap was measured on."),
+                Column("roll_date", "First session date of the new month (may be a holiday)."),
+                Column("from_conid", "Conid of the month rolled out of."),
+                Column("to_conid", "Conid of the month rolled into."),
+                Column(
+                    "gap",
+                    "Price gap: close of the new month minus close of the old month, at their "
+                    "last common bar before the roll.",
+                ),
+                Column("gap_ts", "UTC start of the bar the gap was measured on."),
+            ),
+        ),
+        Entry(
+            "futures_continuous",
+            "view",
+            "One continuous series per futures root and bar size: the bars of the month in "
+            "force (see `futures_rolls`), unadjusted and back-adjusted (every price plus the sum "
+            "of the gaps of the rolls after its session); `futures_continuous_by(days)` takes "
+            "another roll.",
+            ("root", "bar_size", "ts"),
+            (
+                Column("root", "Futures root symbol (ES, NQ)."),
+                Column("bar_size", "Bar size (1min, 1d...)."),
+                Column("ts", "UTC start of the bar."),
+                Column("session_date", "Exchange-local trading date of the bar's session."),
+                Column("conid", "Conid of the contract month in force."),
+                Column("open", "Open of the month in force (unadjusted)."),
+                Column("high", "High of the month in force (unadjusted)."),
+                Column("low", "Low of the month in force (unadjusted)."),
+                Column("close", "Close of the month in force (unadjusted)."),
+                Column("volume", "Volume of the month in force (contracts)."),
+                Column("adjustment", "Sum of the gaps of the later rolls (0 after the last)."),
+                Column("adj_open", "Back-adjusted open: open + adjustment."),
+                Column("adj_high", "Back-adjusted high: high + adjustment."),
+                Column("adj_low", "Back-adjusted low: low + adjustment."),
+                Column("adj_close", "Back-adjusted close: close + adjustment."),
+            ),
+        ),
+        Entry(
             "bars_with_symbols",
             "view",
             "`bars` with each instrument's symbol, security type and name from `contracts` "

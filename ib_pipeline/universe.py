@@ -143,6 +143,40 @@ def _iso_date(value: Any) -> Any:
 # --- the file, as models -------------------------------------------------------------------
 
 
+ROLL_RULES: tuple[str, ...] = ("front",)
+"""Roll rules of a futures root (`RollConfig.rule`)."""
+
+DEFAULT_DAYS_BEFORE_LTD = 8
+"""Calendar days before a month's last trade date on which ``front`` rolls to the next month
+(8: where the volume of the CME equity index futures moves to the next month)."""
+
+
+class RollConfig(BaseModel):
+    """How a futures root (``sec_type: FUT`` with ``roll:``) is loaded month by month.
+
+    ``rule: front``: on session date ``d`` the month in force is the earliest-expiring month
+    whose roll date ``ltd - days_before_ltd`` (calendar days) is after ``d``; on its roll date the
+    next month takes over. See `ib_pipeline.futures`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule: str = Field("front", description=f"one of {', '.join(ROLL_RULES)}")
+    days_before_ltd: int = Field(
+        DEFAULT_DAYS_BEFORE_LTD,
+        ge=0,
+        le=60,
+        strict=True,
+        description="calendar days before the last trade date, 0 to 60",
+    )
+
+    @field_validator("rule", mode="before")
+    @classmethod
+    def _known_rule(cls, rule: Any) -> str:
+        if isinstance(rule, str) and rule.strip().lower() in ROLL_RULES:
+            return rule.strip().lower()
+        raise ValueError(f"unknown roll rule {rule!r}; valid rules: {', '.join(ROLL_RULES)}")
+
+
 class InstrumentConfig(BaseModel):
     """One configured instrument: a symbol of a security type on an exchange.
 
@@ -155,6 +189,11 @@ class InstrumentConfig(BaseModel):
     symbol: str = Field(description="a symbol such as AAPL")
     sec_type: str = Field("STK", description=f"one of {', '.join(SEC_TYPES)}")
     exchange: str = Field(description="an exchange such as NASDAQ")
+    roll: RollConfig | None = Field(
+        None,
+        description="absent, or for a FUT root {rule: front, days_before_ltd: 8} (each contract "
+        "month loaded as itself)",
+    )
 
     def __init__(self, *args: Any, **data: Any) -> None:
         data.update(zip(("symbol", "sec_type", "exchange"), args, strict=False))
@@ -188,6 +227,11 @@ class InstrumentConfig(BaseModel):
             trading_hours_for(self.sec_type, self.exchange)
         except ValueError as error:
             raise ValueError(f"unknown exchange for {self.symbol}: {error}") from None
+        if self.roll is not None and self.sec_type != "FUT":
+            raise ValueError(
+                f"roll is only valid for a futures root (sec_type FUT), not for {self.symbol} "
+                f"({self.sec_type})"
+            )
         return self
 
     @property
@@ -386,6 +430,8 @@ def _unknown_keys(parent: tuple[int | str, ...], keys: list[str]) -> str:
 
 
 def _model_at(parent: tuple[int | str, ...]) -> type[BaseModel]:
+    if parent and parent[-1] == "roll":
+        return RollConfig
     return InstrumentConfig if parent else Universe
 
 
@@ -461,10 +507,21 @@ class ResolvedContract:
     instrument: InstrumentConfig
     conid: int
     description: str | None
+    first_date: date | None = None
+    """A contract month (of a root with ``roll:``): the first session date to load; else None."""
+    last_date: date | None = None
+    """A contract month: the last session date to load; else None (no bound)."""
 
     @property
     def symbol(self) -> str:
         return self.instrument.symbol
+
+    def loads_on(self, day: date) -> bool:
+        """Whether bars of session date ``day`` are loaded for this contract (always, except
+        for a contract month outside its load window, `ib_pipeline.futures`)."""
+        return (self.first_date is None or day >= self.first_date) and (
+            self.last_date is None or day <= self.last_date
+        )
 
     @property
     def hours(self) -> TradingHours:

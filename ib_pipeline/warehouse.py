@@ -91,7 +91,58 @@ CATALOG_SCHEMA = "ib_catalog"
 
 _INTRADAY = ", ".join(f"'{label}'" for label, bar in BAR_SIZES.items() if bar.is_intraday)
 
+FUTURES_DEFAULT_DAYS_BEFORE_LTD = 8
+"""The roll of the ``futures_rolls`` and ``futures_continuous`` views: front month, rolled 8
+calendar days before its last trade date (`ib_pipeline.universe.DEFAULT_DAYS_BEFORE_LTD`); the
+table macros ``futures_rolls_by(days)`` and ``futures_continuous_by(days)`` take another."""
+
+DERIVED_MACROS: dict[str, str] = {
+    # The contract months of the rolled roots: contracts rows of type FUT with a last trade
+    # date (``expiry``), each in force from the previous month's roll date to its own.
+    "futures_schedule_by": """
+        (days_before_ltd) AS TABLE
+        SELECT symbol AS root, conid, CAST(expiry AS DATE) AS ltd,
+               CAST(CAST(expiry AS DATE) - to_days(CAST(days_before_ltd AS INTEGER)) AS DATE)
+                   AS roll_date,
+               lag(CAST(CAST(expiry AS DATE) - to_days(CAST(days_before_ltd AS INTEGER)) AS DATE))
+                   OVER (PARTITION BY symbol ORDER BY CAST(expiry AS DATE)) AS from_date,
+               lead(conid) OVER (PARTITION BY symbol ORDER BY CAST(expiry AS DATE))
+                   AS next_conid
+        FROM (SELECT DISTINCT conid, symbol, expiry FROM contracts
+              WHERE sec_type = 'FUT' AND expiry IS NOT NULL)""",
+    "futures_rolls_by": """
+        (days_before_ltd) AS TABLE
+        SELECT s.root, o.bar_size, s.roll_date, s.conid AS from_conid,
+               s.next_conid AS to_conid, n.close - o.close AS gap, o.ts AS gap_ts
+        FROM futures_schedule_by(days_before_ltd) AS s
+        JOIN bars AS o ON o.conid = s.conid AND o.session_date < s.roll_date
+        JOIN bars AS n ON n.conid = s.next_conid AND n.bar_size = o.bar_size AND n.ts = o.ts
+        WHERE s.next_conid IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY s.root, o.bar_size, s.roll_date
+                                   ORDER BY o.ts DESC) = 1""",
+    "futures_continuous_by": """
+        (days_before_ltd) AS TABLE
+        SELECT s.root, b.bar_size, b.ts, b.session_date, b.conid,
+               b.open, b.high, b.low, b.close, b.volume,
+               coalesce(a.adjustment, 0.0) AS adjustment,
+               b.open + coalesce(a.adjustment, 0.0) AS adj_open,
+               b.high + coalesce(a.adjustment, 0.0) AS adj_high,
+               b.low + coalesce(a.adjustment, 0.0) AS adj_low,
+               b.close + coalesce(a.adjustment, 0.0) AS adj_close
+        FROM futures_schedule_by(days_before_ltd) AS s
+        JOIN bars AS b ON b.conid = s.conid AND b.session_date < s.roll_date
+             AND (s.from_date IS NULL OR b.session_date >= s.from_date)
+        LEFT JOIN LATERAL (SELECT sum(r.gap) AS adjustment
+                           FROM futures_rolls_by(days_before_ltd) AS r
+                           WHERE r.root = s.root AND r.bar_size = b.bar_size
+                             AND r.roll_date > b.session_date) AS a ON true""",
+}
+"""Table macros built on the dataset views (before `DERIVED_VIEWS`, which use them)."""
+
 DERIVED_VIEWS: dict[str, str] = {
+    "futures_rolls": f"SELECT * FROM futures_rolls_by({FUTURES_DEFAULT_DAYS_BEFORE_LTD})",
+    "futures_continuous": f"""
+        SELECT * FROM futures_continuous_by({FUTURES_DEFAULT_DAYS_BEFORE_LTD})""",
     "bars_with_symbols": """
         SELECT b.*, c.symbol, c.sec_type, c.company_name
         FROM bars AS b LEFT JOIN contracts AS c USING (conid)""",
@@ -239,6 +290,8 @@ def views_sql(
     """Every view's SQL for ``listings``, with files under ``base`` (the root as the reader
     will see it: an absolute path or a URL; "" for paths relative to the root)."""
     statements = [dataset_view_sql(listing, base, cardinality=cardinality) for listing in listings]
+    for name, body in DERIVED_MACROS.items():
+        statements.append(f"CREATE OR REPLACE MACRO {_ident(name)}{body.strip()}")
     for name, body in DERIVED_VIEWS.items():
         statements.append(f"CREATE OR REPLACE VIEW {_ident(name)} AS {body.strip()}")
     # the data dictionary, on every view and column (CREATE OR REPLACE drops comments: they

@@ -578,6 +578,33 @@ class IbkrClient:
         params = {"symbol": symbol, "name": name, "secType": sec_type}
         return (await self.call(ep.CONTRACT_SEARCH, params=params)).payload
 
+    @property
+    def clock(self) -> Clock:
+        """The clock the client stamps answers with (the simulator's, in tests)."""
+        return self._clock
+
+    async def futures(self, symbols: Sequence[str]) -> Any:
+        """``/trsrv/futures?symbols=ES,NQ``: ``{"ES": [{symbol, conid, underlyingConid,
+        expirationDate, ltd, ...}], ...}``, the non-expired contract months of each root
+        (dates as ``yyyymmdd``); expired months are not listed."""
+        wanted = [s.strip().upper() for s in symbols if s and s.strip()]
+        if not wanted:
+            raise ValueError("futures: symbols must name at least one futures root")
+        return (await self.call(ep.FUTURES, params={"symbols": ",".join(wanted)})).payload
+
+    async def secdef_info(
+        self,
+        conid: int,
+        sec_type: str,
+        *,
+        month: str | None = None,
+        exchange: str | None = None,
+    ) -> Any:
+        """``/iserver/secdef/info``: a list of contract details of ``conid``; for a futures
+        root (``sec_type="FUT"``) ``month`` (``MAR25``) picks the contract month."""
+        params = {"conid": str(conid), "sectype": sec_type, "month": month, "exchange": exchange}
+        return (await self.call(ep.SECDEF_INFO, params=params)).payload
+
     # -- market data --------------------------------------------------------------------------
 
     async def snapshot(self, conids: Sequence[int], fields: Sequence[str]) -> Any:

@@ -86,3 +86,8 @@ HISTORY = Endpoint("history", "GET", "/iserver/marketdata/history", PacingGroup.
 CONTRACT_SEARCH = Endpoint("contract_search", "GET", "/iserver/secdef/search")
 """GET with query parameters, as current IBKR documentation and clients use it (the brief's
 spec shows POST with a JSON body; the gateway accepts both)."""
+FUTURES = Endpoint("futures", "GET", "/trsrv/futures", landed=False)
+"""``?symbols=ES,NQ``: every non-expired contract month of each futures root, by root."""
+SECDEF_INFO = Endpoint("secdef_info", "GET", "/iserver/secdef/info", landed=False)
+"""``?conid&sectype[&month&exchange]``: contract details; on a futures root with ``month``
+(``MAR25``) the contract month's own conid, last trade date and multiplier."""

@@ -33,6 +33,7 @@ import asyncio
 import logging
 import math
 import random
+import time
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -85,8 +86,10 @@ class Lease:
 class Pacer:
     """Per-endpoint and global limits of one gateway, for the tasks of one event loop."""
 
-    def __init__(self, limits: PacingLimits) -> None:
+    def __init__(self, limits: PacingLimits, origin: str = "") -> None:
         self.limits = limits
+        self.origin = origin
+        """The gateway (``scheme://host:port``) of a shared pacer; "" for a private one."""
         self._global = _spacing_limiter(limits.global_per_s)
         self._reduced = _spacing_limiter(limits.global_per_s * limits.after_429_rate_factor)
         self._rates: dict[PacingGroup, AsyncLimiter] = {
@@ -133,7 +136,9 @@ class Pacer:
                 await self._wait_out_penalty()
                 await self._global_limiter().acquire()
                 if late is not None:
+                    await self._after_other_loops(group)
                     await late.acquire()
+                    _LAST_SENT[(self.origin, group)] = time.monotonic()
                     late = None
                 if self._loop_time() >= self._resume_at:
                     break  # no 429 arrived while this task waited for its tokens
@@ -194,6 +199,29 @@ class Pacer:
         while (remaining := self._resume_at - self._loop_time()) > 0:
             await asyncio.sleep(remaining)
 
+    async def _after_other_loops(self, group: PacingGroup) -> None:
+        """Wait out the interval since this process last sent a request of ``group`` to the
+        same gateway from ANOTHER event loop: each Dagster run (and each `asyncio.run`) has
+        its own loop and pacer, and two runs in a row must not send two
+        ``/portfolio/accounts`` within 5 s (a 429 and a 10-minute penalty box)."""
+        if not self.origin:
+            return
+        last = _LAST_SENT.get((self.origin, group))
+        if last is None:
+            return
+        remaining = last + self._interval(group) - time.monotonic()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+
+    def _interval(self, group: PacingGroup) -> float:
+        limits = self.limits
+        return {
+            PacingGroup.LIVE_ORDERS: limits.live_orders_interval_s,
+            PacingGroup.PORTFOLIO_ACCOUNTS: limits.portfolio_accounts_interval_s,
+            PacingGroup.TICKLE: limits.tickle_interval_s,
+            PacingGroup.SSO_VALIDATE: limits.sso_validate_interval_s,
+        }[group]
+
     def _global_limiter(self) -> AsyncLimiter:
         return self._reduced if self._loop_time() < self._reduced_until else self._global
 
@@ -201,6 +229,10 @@ class Pacer:
     def _loop_time() -> float:
         return asyncio.get_running_loop().time()
 
+
+_LAST_SENT: dict[tuple[str, PacingGroup], float] = {}
+"""When (``time.monotonic()``) this process last sent a request of each once-per-interval group
+to each gateway, whatever the event loop: the intervals hold across runs of one process."""
 
 _SHARED: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, dict[tuple[str, PacingLimits], Pacer]
@@ -215,5 +247,5 @@ def shared_pacer(origin: str, limits: PacingLimits) -> Pacer:
     key = (origin, limits)
     pacer = pacers.get(key)
     if pacer is None:
-        pacer = pacers[key] = Pacer(limits)
+        pacer = pacers[key] = Pacer(limits, origin)
     return pacer

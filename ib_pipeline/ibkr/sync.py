@@ -124,6 +124,19 @@ class SyncIbkrClient:
     ) -> Any:
         return self._run(self.client.search_contracts(symbol, name=name, sec_type=sec_type))
 
+    def futures(self, symbols: Sequence[str]) -> Any:
+        return self._run(self.client.futures(symbols))
+
+    def secdef_info(
+        self,
+        conid: int,
+        sec_type: str,
+        *,
+        month: str | None = None,
+        exchange: str | None = None,
+    ) -> Any:
+        return self._run(self.client.secdef_info(conid, sec_type, month=month, exchange=exchange))
+
     def snapshot(self, conids: Sequence[int], fields: Sequence[str]) -> Any:
         return self._run(self.client.snapshot(conids, fields))
 

@@ -1,18 +1,30 @@
 """Deterministic Parquet bytes for one partition, and reading them back.
 
 Why: an idempotent re-run should produce the same bytes, so the content hash in a manifest
-means something. Fixed writer settings (zstd level 3, row groups of 16,384 rows, statistics on,
-the Arrow schema stored so time zones and the ``unit: shares`` field metadata survive) and no
-wall-clock time anywhere in the file. Row groups of ~16k rows let DuckDB skip most of a
-partition for one instrument, as measured for the layout decision (ARCHITECTURE.md). zstd is
-the project's storage decision (issue 4); measured trade-off: the decompression-bound query
-"one symbol over five sessions" ran ~2.2x native with zstd and ~1.7x with snappy, whose files
-were ~10% larger on `bench.query_latency`'s bars. Switching is this one constant.
+means something. Fixed writer settings (LZ4 (LZ4_RAW), row groups of 16,384 rows, statistics on,
+dictionary encoding for every column except floating-point ones, the Arrow schema stored so time
+zones and the ``unit: shares`` field metadata survive) and no wall-clock time anywhere in the
+file. Row groups of ~16k rows let DuckDB skip most of a partition for one instrument, as measured
+for the layout decision (ARCHITECTURE.md); 64k-row groups made "one symbol over five sessions"
+~2.5x native instead of ~1.8x, 8k-row groups made the all-symbols scan slower.
+
+Measured on `bench.query_latency` (issue 11 item 5, ratios to a native DuckDB table, medians of
+paired runs): the all-symbols daily OHLCV scan is decode-bound. zstd level 3 with dictionaries
+on every column ran ~3.0x; LZ4 ~2.3x; LZ4 without dictionaries on float columns ~2.0x (zstd
+without them ~3.1x: zstd's decompression is the cost). Prices and volumes of minute bars are
+nearly all distinct within a row group, so a dictionary page there is as large as the data and
+adds a lookup per value; identifiers (conid), timestamps and strings repeat and keep theirs.
+Size cost on that bench's bars: 139 MB against 144 MB for zstd 3 (random-walk prices do not
+compress); on real prices, which repeat at the tick size, zstd would be somewhat smaller: LZ4
+trades that disk for query speed, the right side for a local warehouse. Page checksums cost
+nothing measurable (within noise) and stay; a page index (``write_page_index``) did not help
+these queries and is not written.
 
 Every data page carries a CRC32 (``write_page_checksum``), checked on every read here
 (`read_parquet_file`): bytes damaged in place fail with `CorruptFileError` naming the file,
-rather than decoding to wrong values (zstd stores incompressible prices raw, so a flipped byte
-there decodes silently). Other readers (DuckDB) may not check it; ``manifest --verify`` does.
+rather than decoding to wrong values (a compressor stores incompressible prices nearly raw, so a
+flipped byte there can decode silently). Other readers (DuckDB) may not check it;
+``manifest --verify`` does.
 
 This module never decides where bytes go; `fs` does.
 """
@@ -26,8 +38,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROW_GROUP_SIZE = 16_384
-COMPRESSION = "zstd"
-COMPRESSION_LEVEL = 3
+COMPRESSION = "lz4"
+"""LZ4_RAW in the file (pyarrow's "lz4"), read by DuckDB, pyarrow, pandas and polars."""
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns written with a dictionary: all but floating-point ones (nearly all distinct)."""
+    return [f.name for f in schema if not pa.types.is_floating(f.type)]
 
 
 def to_parquet_bytes(table: pa.Table) -> bytes:
@@ -38,8 +55,7 @@ def to_parquet_bytes(table: pa.Table) -> bytes:
         sink,
         row_group_size=ROW_GROUP_SIZE,
         compression=COMPRESSION,
-        compression_level=COMPRESSION_LEVEL,
-        use_dictionary=True,
+        use_dictionary=dictionary_columns(table.schema),
         write_statistics=True,
         store_schema=True,
         write_page_checksum=True,

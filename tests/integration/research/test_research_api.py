@@ -73,11 +73,17 @@ def test_quotes_positions_and_portfolio_value(wh: Warehouse, truth_sim: Simulato
     quotes = wh.quotes("AAPL")
     assert len(quotes) == 1
     assert quotes["last"].iloc[0] == pytest.approx(truth_sim.truth.quote(AAPL)["last"])
-    assert len(wh.quotes()) == 12
-    assert len(wh.quotes(as_of="2025-11-28T21:00Z")) == 12
+    # the demo quotes its 12 instruments and the 55 stocks its accounts hold (include_positions)
+    assert len(wh.quotes()) == 67
+    assert len(wh.quotes(as_of="2025-11-28T21:00Z")) == 67
+    # ... at each session close of its week: as of Thursday, Wednesday's close is the latest
+    wednesday = wh.quotes("AAPL", as_of="2025-11-27")
+    assert list(wednesday["as_of"]) == [datetime(2025, 11, 26, 21, tzinfo=UTC)]
     value = wh.portfolio_value()
     assert set(value["account"]) == set(truth_sim.truth.accounts)
-    for row in value.itertuples():
+    # one value per snapshot of the demo's week (each session close); the last one at its clock
+    assert set(value.groupby("account")["as_of"].nunique()) == {4}
+    for row in value.sort_values("as_of").groupby("account").tail(1).itertuples():
         expected = truth_sim.truth.summary(row.account)["netliquidation"]
         assert row.net_liquidation == pytest.approx(expected)
     account = truth_sim.truth.accounts[1]
@@ -120,7 +126,7 @@ def test_no_data_is_an_empty_frame_with_a_warning(wh: Warehouse) -> None:
     with pytest.warns(NoDataWarning, match="no 5min bars of AAPL"):
         wh.bars("AAPL", "5min")
     with pytest.warns(NoDataWarning, match="no quotes at or before"):
-        assert wh.quotes(as_of="2025-11-27").empty
+        assert wh.quotes(as_of="2025-11-23").empty  # the first snapshot: Monday's close
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         wh.bars("AAPL", "1min", SESSION, SESSION)  # data: no warning

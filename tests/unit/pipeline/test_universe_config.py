@@ -197,7 +197,7 @@ def test_unknown_keys_are_refused_naming_the_valid_ones() -> None:
         parse_universe(doc(instruments=typo), source="u.yaml")
     assert str(info.value) == (
         "u.yaml: instruments[1]: unknown key(s) 'sec_typ', 'exchnage'; valid keys: symbol, "
-        "sec_type, exchange; instruments[1]: exchange is required for MSFT "
+        "sec_type, exchange, roll; instruments[1]: exchange is required for MSFT "
         "(an exchange such as NASDAQ)"
     )
 
