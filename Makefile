@@ -22,8 +22,10 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --locked --extra test --extra research --python $(PYTHON)
 	touch $@
 
+# Both cores (pytest-xdist); a test file stays on one worker, so its module fixtures (a
+# PostgreSQL server, a crash zygote) start once.
 test: install lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # The timing-sensitive tests again, with every core kept busy by CPU burners (CI runs this too).
 test-under-load: install

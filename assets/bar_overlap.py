@@ -69,17 +69,38 @@ def compares(bar: BarSize) -> bool:
 
 def spill_of(history: HistoryRange, start: datetime, lot_size: float) -> pa.Table:
     """The bars of ``history``'s pages before ``start`` (dropped by the load)."""
+    bars = readable_bars(history, lot_size)
+    return bars.filter(pc.less(bars.column("ts"), pa.scalar(start, HISTORY_BARS.field("ts").type)))
+
+
+def readable_bars(history: HistoryRange, lot_size: float) -> pa.Table:
+    """The bars of ``history``'s pages whose values all parse: a bar the gateway sent with an
+    unreadable value goes to quarantine through the load (`ib_pipeline.conversion`), and is no
+    evidence of a split either way, so it is left out of the comparison."""
     req = history.request
-    parts = [
-        normalize.history_bars(
-            page.payload, conid=req.conid, bar_size=req.bar.label, lot_size=lot_size
+    parts = []
+    for page in history.pages:
+        unreadable: list[normalize.Unreadable] = []
+        parts.append(
+            normalize.history_bars(
+                page.payload,
+                conid=req.conid,
+                bar_size=req.bar.label,
+                lot_size=lot_size,
+                unreadable=unreadable,
+            )
         )
-        for page in history.pages
-    ]
     if not parts:
         return HISTORY_BARS.empty_table()
     bars = pa.concat_tables(parts)
-    return bars.filter(pc.less(bars.column("ts"), pa.scalar(start, HISTORY_BARS.field("ts").type)))
+    present = pc.and_(
+        pc.and_(pc.is_valid(bars.column("open")), pc.is_valid(bars.column("close"))),
+        pc.and_(
+            pc.and_(pc.is_valid(bars.column("high")), pc.is_valid(bars.column("low"))),
+            pc.is_valid(bars.column("volume")),
+        ),
+    )
+    return bars.filter(present)
 
 
 def _iso(text: str | None) -> datetime | None:
@@ -216,7 +237,7 @@ async def _probe(
     history = await client.history_range(
         contract.conid, bar.label, start, end, outside_rth=outside_rth, hours=contract.hours
     )
-    fetched = history.table(lot_size=float(contract.lot_size))
+    fetched = readable_bars(history, float(contract.lot_size))
     holders = {day: latest for day in set(tail.column("session_date").to_pylist())}
     return fetched, tail, holders
 

@@ -74,18 +74,28 @@ def sim(make_sim: Callable[..., Simulator]) -> Simulator:
 
 
 @pytest.fixture(scope="session")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_root(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """A warehouse loaded by the demo (the real Dagster definitions on the simulator, seed 42,
-    clock pinned after the close of 2025-11-28), at ``<a temp folder>/warehouse``, loaded once
-    per test process and shared: tests only read it (copy it to change it)."""
+    clock pinned after the close of 2025-11-28), at ``<a temp folder>/warehouse``, loaded ONCE
+    per test run and shared by every test process (pytest-xdist workers take turns on a lock;
+    the first loads it): tests only read it (copy it to change it)."""
     import io  # noqa: PLC0415
 
+    from filelock import FileLock  # noqa: PLC0415
     from rich.console import Console  # noqa: PLC0415
 
     from assets.demo import run_demo  # noqa: PLC0415 (Dagster: only for tests that need it)
 
-    root = tmp_path_factory.mktemp("demo") / "warehouse"
-    assert run_demo(str(root), ephemeral=True, console=Console(file=io.StringIO())) == 0
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # the folder every worker of this run shares
+        shared = shared.parent
+    root = shared / "demo" / "warehouse"
+    with FileLock(str(shared / "demo.lock")):
+        done = shared / "demo" / "loaded"
+        if not done.exists():
+            root.parent.mkdir(parents=True, exist_ok=True)
+            assert run_demo(str(root), ephemeral=True, console=Console(file=io.StringIO())) == 0
+            done.write_text("ok")
     return root
 
 
