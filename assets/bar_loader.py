@@ -136,22 +136,27 @@ async def load_bars(
     ]
     sink.begin(load.asset, sum(len(w) for w in planned))
     todo_ids = {partition_id(bar, key) for key in todo}
+
+    async def overlap(spill: dict[int, list[pa.Table]]) -> OverlapReport:
+        """The stored sessions compared with ``spill`` (the first chunk's over-fetched bars)."""
+        return await check_overlap(
+            client,
+            store,
+            load.contracts,
+            bar,
+            outside_rth=universe.outside_rth,
+            exclude=todo_ids,
+            spill=spill,
+            run_id=run_id,
+            now=now,
+        )
+
     try:
         for position, (chunk, windows) in enumerate(zip(chunks, planned, strict=True)):
             spill: dict[int, list[pa.Table]] | None = {} if position == 0 else None
             batches = await _fetch(client, windows, universe.outside_rth, load, sink, spill=spill)
             if spill is not None:
-                load.overlap = await check_overlap(
-                    client,
-                    store,
-                    load.contracts,
-                    bar,
-                    outside_rth=universe.outside_rth,
-                    exclude=todo_ids,
-                    spill=spill,
-                    run_id=run_id,
-                    now=now,
-                )
+                load.overlap = await overlap(spill)
             only = {partition_id(bar, key) for key in chunk}
             # ``only``: partitions outside the chunk are never touched; every fetched row must
             # land in one of the chunk's partitions (the loader's keys and the store's layout
@@ -168,17 +173,7 @@ async def load_bars(
             load.writes.append(written)
             _note_range(load, batches)
         if not chunks:
-            load.overlap = await check_overlap(
-                client,
-                store,
-                load.contracts,
-                bar,
-                outside_rth=universe.outside_rth,
-                exclude=todo_ids,
-                spill={},
-                run_id=run_id,
-                now=now,
-            )
+            load.overlap = await overlap({})
         if load.overlap.revision_windows:
             # A revision (not a clean split): the differing sessions are fetched again and
             # replace what is stored, in their windows only.
