@@ -179,6 +179,7 @@ def not_run(goals: Sequence[Goal], reason: str) -> list[Outcome]:
 
 _CEILING = Baseline("pacing ceiling", "ceiling_bars_per_s")
 _NATIVE = "native DuckDB table"
+_NATIVE_FILE = "native DuckDB table (file)"
 
 GOALS: Mapping[str, Sequence[Goal]] = {
     "sim_market": (
@@ -221,6 +222,30 @@ GOALS: Mapping[str, Sequence[Goal]] = {
              unit="ms", baseline=Baseline(_NATIVE, "vwap_one_day_native_ms")),
         Goal("one symbol, last 5 days, via the views", "one_symbol_last_5_days_ms", "<=", 2,
              unit="ms", baseline=Baseline(_NATIVE, "one_symbol_last_5_days_native_ms")),
+    ),
+    "scale": (
+        Goal("49M one-minute bars: replay vs the floor (orjson -> Arrow -> zstd Parquet)",
+             "replay_rows_per_s", ">=", 0.6, unit="rows/s",
+             baseline=Baseline("floor, same run", "floor_rows_per_s")),
+        Goal("replay's peak memory (RSS, process + workers, summed)", "replay_peak_rss_mb",
+             "<=", 1024, unit="MB"),
+        Goal("queries' peak memory (RSS of the process, views and native)", "query_peak_rss_mb",
+             "<=", 1024, unit="MB"),
+        Goal("daily OHLCV of all symbols at 49M rows, via the views",
+             "daily_ohlcv_all_symbols_ms", "<=", 2, unit="ms",
+             baseline=Baseline(_NATIVE_FILE, "daily_ohlcv_all_symbols_native_ms")),
+        Goal("VWAP of one day at 49M rows, via the views", "vwap_one_day_ms", "<=", 2,
+             unit="ms", baseline=Baseline(_NATIVE_FILE, "vwap_one_day_native_ms")),
+        Goal("one symbol, last 5 days at 49M rows, via the views", "one_symbol_last_5_days_ms",
+             "<=", 2, unit="ms",
+             baseline=Baseline(_NATIVE_FILE, "one_symbol_last_5_days_native_ms")),
+        Goal("same, in CPU work (floor CPU s / replay CPU s; blind to machine load)",
+             "replay_vs_floor_cpu"),
+        Goal("rows replayed", "rows", unit="rows"),
+        Goal("replay throughput", "replay_rows_per_s", unit="rows/s"),
+        Goal("floor throughput", "floor_rows_per_s", unit="rows/s"),
+        Goal("replay's peak memory, proportional (PSS: shared pages once)",
+             "replay_peak_pss_mb", unit="MB"),
     ),
     "cli_latency": (
         Goal("ib-pipeline --help, wall time", "help_s", "<=", 0.5, unit="s"),

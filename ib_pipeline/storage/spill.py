@@ -1,0 +1,242 @@
+"""Rows a load holds until it writes, kept under a memory budget by spilling them to disk.
+
+Why: a load writes its partitions only once every chunk of its input is validated (a
+partition is only ever written from complete inputs, and a stream that fails writes nothing;
+`Store.load_stream`). A replay of a year of minute bars for hundreds of instruments validates
+tens of millions of rows before its first write: held in memory they would take gigabytes.
+`HeldRows` keeps each partition's validated rows in memory up to a budget of rows; past it,
+every partition's held rows go to an uncompressed Arrow IPC file (written once, never
+re-encoded: a copy of the buffers) and are read back, memory-mapped, one partition at a time
+when that partition is written. Under the budget nothing touches the disk: small loads (live
+loads, the tests) behave exactly as before.
+
+Where the files go
+------------------
+- Local root: ``<root>/_tmp/spill-<32 hex>/``, on the warehouse's own disk, which has room for
+  the data by construction (the system temp folder may be a RAM-backed tmpfs, which would
+  defeat the purpose). ``_``-prefixed like ``_manifests``, outside every dataset folder, named
+  by no view, and the files end in ``.arrow``, never ``.parquet``: no reader meets them.
+- Object-store root: a local temporary folder (`tempfile`, so ``TMPDIR`` chooses it). Spill
+  files are private scratch read back minutes later by the same process; writing them through
+  the store's API would cost a PUT and a GET per file, and money, for nothing.
+
+Lifetime: the folder is created at the first spill and removed when the load ends, whatever
+the outcome (`HeldRows.close`; a context manager). A process killed mid-load leaves its folder
+behind; the folder is ``flock``-ed while in use, and the next spill on the same root removes
+every ``_tmp/spill-*`` folder whose lock it can take (an orphan), never one another live
+process holds. The files are never fsynced: after a crash nothing refers to them.
+
+Determinism: `HeldRows.take` gives a partition's rows back in the order they were added, with
+the same values; only how the Arrow arrays are chunked differs, which the Parquet encoding does
+not see (``tests/integration/warehouse/test_wh_replay_spill.py`` compares partitions' bytes
+with and without spilling).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Hashable
+from pathlib import Path
+from types import TracebackType
+from typing import Generic, TypeVar
+
+import pyarrow as pa
+
+from ib_pipeline.storage.fs import FsspecRoot, LocalRoot
+
+SPILL_FOLDER = "_tmp"
+"""Root-level folder of the spill folders of a local root."""
+SPILL_PREFIX = "spill-"
+SPILL_SUFFIX = ".arrow"
+
+Key = TypeVar("Key", bound=Hashable)
+
+
+class HeldRows(Generic[Key]):
+    """Tables held per key (a partition) for a load, spilled to disk past ``budget_rows``.
+
+    `add` appends a table to its key's list; once the rows held in memory exceed the budget,
+    every key's held tables are written to one file per key (`spills` counts these events)
+    and dropped from memory. `take` returns a key's tables (spilled ones first, read back
+    memory-mapped; then those still held) and forgets them. `close` removes the files."""
+
+    def __init__(self, root: LocalRoot | FsspecRoot, budget_rows: int) -> None:
+        if isinstance(budget_rows, bool) or not isinstance(budget_rows, int) or budget_rows < 0:
+            raise ValueError(f"the spill budget must be a number of rows >= 0, got {budget_rows!r}")
+        self.root = root
+        self.budget_rows = budget_rows
+        self.spills = 0
+        self.spilled_rows = 0
+        self._held: dict[Key, list[pa.Table]] = {}
+        self._held_rows = 0
+        self._files: dict[Key, list[Path]] = {}
+        self._numbers: dict[Key, int] = {}  # names the key's files; never reused
+        self._next_number = 0
+        self._folder: Path | None = None
+        self._lock_fd: int | None = None
+        self._taking = threading.Lock()  # `take` runs in the store's partition-write threads
+
+    @property
+    def held_rows(self) -> int:
+        """Rows held in memory now."""
+        return self._held_rows
+
+    @property
+    def folder(self) -> Path | None:
+        """The spill folder, once the first spill created it."""
+        return self._folder
+
+    def keys(self) -> list[Key]:
+        """Every key given rows and not taken yet, in the order first seen."""
+        return list(self._numbers)
+
+    def add(self, key: Key, table: pa.Table) -> None:
+        """Hold ``table`` under ``key``; spill everything held if that exceeds the budget."""
+        if key not in self._numbers:
+            self._numbers[key] = self._next_number
+            self._next_number += 1
+        self._held.setdefault(key, []).append(table)
+        self._held_rows += int(table.num_rows)
+        if self._held_rows > self.budget_rows:
+            self.spill()
+
+    def spill(self) -> None:
+        """Write every key's held tables to disk and drop them from memory."""
+        if not self._held:
+            return
+        folder = self._open_folder()
+        for key, tables in self._held.items():
+            number = self._numbers[key]
+            paths = self._files.setdefault(key, [])
+            for run in _same_schema_runs(tables):
+                # one record batch per file: held tables are slices of validated chunks, each
+                # column in hundreds of small pieces, which every later step (IPC, concat,
+                # sort) would pay for again; copying them once here is cheaper
+                table = pa.concat_tables(run).combine_chunks()
+                path = folder / f"{number}-{len(paths)}{SPILL_SUFFIX}"
+                with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+                    w.write_table(table)
+                paths.append(path)
+        self.spills += 1
+        self.spilled_rows += self._held_rows
+        self._held.clear()
+        self._held_rows = 0
+
+    def take(self, key: Key) -> list[pa.Table]:
+        """``key``'s tables in the order they were added (those spilled together come back as
+        one table), and forget them (their files are unlinked once mapped: the pages stay
+        readable until the tables are freed)."""
+        with self._taking:
+            paths = self._files.pop(key, [])
+            held = self._held.pop(key, [])
+            self._held_rows -= sum(int(t.num_rows) for t in held)
+            self._numbers.pop(key, None)
+        tables = []
+        for path in paths:
+            tables.append(pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all())
+            path.unlink()
+        return tables + held
+
+    def close(self) -> None:
+        """Drop what is held and remove the spill folder (and ``_tmp`` if it is then empty)."""
+        self._held.clear()
+        self._held_rows = 0
+        self._files.clear()
+        self._numbers.clear()
+        folder, self._folder = self._folder, None
+        lock_fd, self._lock_fd = self._lock_fd, None
+        try:
+            if folder is not None:
+                shutil.rmtree(folder)
+                if isinstance(self.root, LocalRoot):
+                    _remove_if_empty(folder.parent)
+        finally:
+            if lock_fd is not None:
+                os.close(lock_fd)  # releases the flock
+
+    def __enter__(self) -> HeldRows[Key]:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _open_folder(self) -> Path:
+        if self._folder is not None:
+            return self._folder
+        if isinstance(self.root, LocalRoot):
+            base = Path(self.root.full(SPILL_FOLDER))
+            base.mkdir(parents=True, exist_ok=True)
+            remove_orphans(base)
+            # created under a name no sweeper matches, locked, then renamed: a folder named
+            # spill-* is always locked by its live owner
+            fresh = base / f".new-{uuid.uuid4().hex}"
+            fresh.mkdir()
+            fd = os.open(fresh, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            folder = base / f"{SPILL_PREFIX}{uuid.uuid4().hex}"
+            os.replace(fresh, folder)
+            self._lock_fd = fd
+        else:
+            folder = Path(tempfile.mkdtemp(prefix=f"ib-pipeline-{SPILL_PREFIX}"))
+        self._folder = folder
+        return folder
+
+
+def remove_orphans(base: Path) -> list[str]:
+    """Remove the ``spill-*`` folders under ``base`` that no live process holds (their owner
+    was killed mid-load); returns their names. A folder whose lock is taken is left alone."""
+    removed = []
+    for entry in sorted(base.iterdir()) if base.is_dir() else []:
+        if not entry.name.startswith(SPILL_PREFIX) or not entry.is_dir():
+            continue
+        try:
+            fd = os.open(entry, os.O_RDONLY)
+        except FileNotFoundError:  # its owner removed it meanwhile
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # in use
+            try:
+                shutil.rmtree(entry)
+            except FileNotFoundError:  # its owner was removing it as it let go of the lock
+                continue
+            removed.append(entry.name)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` unless another load's spill folder is in it."""
+    try:
+        folder.rmdir()
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+            raise
+
+
+def _same_schema_runs(tables: list[pa.Table]) -> list[list[pa.Table]]:
+    """``tables`` cut into consecutive runs of one schema (one IPC file holds one schema)."""
+    runs: list[list[pa.Table]] = []
+    for table in tables:
+        if runs and runs[-1][0].schema.equals(table.schema, check_metadata=True):
+            runs[-1].append(table)
+        else:
+            runs.append([table])
+    return runs
+
+
+__all__ = ["SPILL_FOLDER", "SPILL_PREFIX", "HeldRows", "remove_orphans"]
