@@ -26,6 +26,7 @@ that may be secret.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dagster as dg
 from pydantic import Field
@@ -42,6 +43,7 @@ from ib_pipeline.ibkr.settings import (
     RetryPolicy,
     Secret,
     Timeouts,
+    is_loopback_host,
 )
 from ib_pipeline.ibkr.sync import SyncIbkrClient
 from ib_pipeline.raw_zone import RawZone
@@ -87,6 +89,11 @@ class IbkrClientResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     history_concurrency: int = Field(
         default=_PACING.history_concurrency, description="History requests in flight at once."
     )
+    unpaced: bool = Field(
+        default=False,
+        description="No client pacing at all: only for a simulator with its pacing off, on a "
+        "loopback host (refused otherwise).",
+    )
     max_attempts: int = Field(
         default=_RETRY.max_attempts, description="Attempts per request, the first included."
     )
@@ -108,14 +115,29 @@ class IbkrClientResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             token_env=self.token_env,
             account=self.account,
             timeouts=Timeouts(read=self.timeout_s),
-            pacing=PacingLimits(
-                global_per_s=self.global_per_s, history_concurrency=self.history_concurrency
-            ),
+            pacing=self._pacing(),
             retry=RetryPolicy(max_attempts=self.max_attempts),
             allow_trading=self.allow_trading,
             allow_live_trading=self.allow_live_trading,
             keepalive_interval_s=self.keepalive_interval_s,
         )
+
+    def _pacing(self) -> PacingLimits:
+        """The published limits (with this resource's rate and concurrency), or none at all
+        when ``unpaced``, which a real gateway would answer with a penalty box: refused unless
+        the host is loopback (the simulator)."""
+        if not self.unpaced:
+            return PacingLimits(
+                global_per_s=self.global_per_s, history_concurrency=self.history_concurrency
+            )
+        host = urlsplit(self.base_url).hostname or ""
+        if not is_loopback_host(host):
+            raise ConfigurationError(
+                f"unpaced=True is only allowed for a simulator on a loopback host, not "
+                f"{host!r}: the real gateway answers unpaced requests with a 10-15 minute "
+                f"penalty box"
+            )
+        return PacingLimits.unpaced()
 
     def _token(self) -> Secret | None:
         """The token as a `Secret`. Inside a Dagster run ``dg.EnvVar`` is already resolved to

@@ -76,7 +76,8 @@ def sim(make_sim: Callable[..., Simulator]) -> Simulator:
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """A warehouse loaded by the demo (the real Dagster definitions on the simulator, seed 42,
-    clock pinned after the close of 2025-11-28), at ``<a temp folder>/warehouse``, loaded ONCE
+    clock pinned after the close of 2025-11-28; unpaced: the same data in half the time, and
+    the paced demo has its own test), at ``<a temp folder>/warehouse``, loaded ONCE
     per test run and shared by every test process (pytest-xdist workers take turns on a lock;
     the first loads it): tests only read it (copy it to change it)."""
     import io  # noqa: PLC0415
@@ -94,7 +95,8 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
         done = shared / "demo" / "loaded"
         if not done.exists():
             root.parent.mkdir(parents=True, exist_ok=True)
-            assert run_demo(str(root), ephemeral=True, console=Console(file=io.StringIO())) == 0
+            quiet = Console(file=io.StringIO())
+            assert run_demo(str(root), ephemeral=True, console=quiet, unpaced=True) == 0
             done.write_text("ok")
     return root
 
@@ -106,6 +108,28 @@ def truth_sim() -> Simulator:
     from ib_pipeline.simulator import Simulator, SimulatorConfig  # noqa: PLC0415
 
     return Simulator(SimulatorConfig(seed=DEMO_SEED, now=DEMO_NOW, session_timeout_s=None))
+
+
+# --- the longest test files first (pytest-xdist) ----------------------------------------------
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the files of ``slow`` tests first, the longest first (``@pytest.mark.slow(S)``: S
+    seconds idle, else 10), keeping the order inside each file and among the other files.
+
+    Why: ``make test`` hands whole files to the xdist workers (``--dist loadfile
+    --no-loadscope-reorder``) in this order. Started last, a file of a few long tests (the
+    demo on S3, the twenty SIGKILLs) would run alone while the other workers sit idle; started
+    first, it runs beside the many short files."""
+    weight: dict[str, float] = {}
+    for item in items:
+        marker = item.get_closest_marker("slow")
+        if marker is not None:
+            seconds = float(marker.args[0]) if marker.args else 10.0
+            file = item.nodeid.split("::", 1)[0]
+            weight[file] = max(weight.get(file, 0.0), seconds)
+    order = {id(item): position for position, item in enumerate(items)}
+    items.sort(key=lambda i: (-weight.get(i.nodeid.split("::", 1)[0], 0.0), order[id(i)]))
 
 
 # --- the red team's table (tests/red_team.py) --------------------------------------------------

@@ -81,8 +81,14 @@ def backfill(  # noqa: PLR0917 (click passes every option)
 @click.command()
 @click.option("--warehouse", default=None, help="Warehouse root (default: ./warehouse).")
 @click.option("--ephemeral", is_flag=True, help="Do not record runs in the Dagster instance.")
-def demo(warehouse: str | None, ephemeral: bool) -> None:
+@click.option(
+    "--unpaced",
+    is_flag=True,
+    help="Turn pacing off in the simulator and the client: the same data in about half the "
+    "time (a real gateway is always paced).",
+)
+def demo(warehouse: str | None, ephemeral: bool, unpaced: bool) -> None:
     """Load a week of simulated market data, query it with DuckDB (what `make demo` runs)."""
     from assets.demo import run_demo  # noqa: PLC0415 (slow import)
 
-    sys.exit(run_demo(warehouse, ephemeral=ephemeral))
+    sys.exit(run_demo(warehouse, ephemeral=ephemeral, unpaced=unpaced))

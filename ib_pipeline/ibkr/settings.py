@@ -140,6 +140,22 @@ class PacingLimits:
     penalty_box_s: float = 30.0
     penalty_jitter_s: float = 10.0
 
+    @classmethod
+    def unpaced(cls) -> PacingLimits:
+        """Limits so high that no request ever waits: for a simulator whose own pacing is off
+        (``ib-pipeline demo --unpaced``, tests), never for a real gateway (whose limits open a
+        10-15 minute penalty box). History keeps its concurrency cap, which bounds the work in
+        flight rather than a rate."""
+        tiny = 1e-6
+        return cls(
+            global_per_s=1e6,
+            snapshot_per_s=1e6,
+            live_orders_interval_s=tiny,
+            portfolio_accounts_interval_s=tiny,
+            tickle_interval_s=tiny,
+            sso_validate_interval_s=tiny,
+        )
+
     def __post_init__(self) -> None:
         for f in fields(self):
             _positive(self, f.name, allow_zero=f.name == "penalty_jitter_s")

@@ -131,7 +131,7 @@ def materialise(request: dict[str, Any]) -> dict[str, int]:
     counts: Counter[str] = Counter({name: 0 for name in PHASES})
     install_hooks(request["phase"], int(request["kill_at"]), counts)
     defs = backfill_definitions(
-        request["base_url"], Path(request["root"]), FixedClock(SIM_NOW), global_per_s=200.0
+        request["base_url"], Path(request["root"]), FixedClock(SIM_NOW), unpaced=True
     )
     materialise_backfill(defs)
     return dict(counts)

@@ -23,6 +23,8 @@ from ib_pipeline import cli
 if TYPE_CHECKING:
     from ib_pipeline.simulator import Simulator
 
+pytestmark = pytest.mark.slow(40)
+
 UNIVERSE = """\
 history_start: 2024-11-01
 bar_sizes: [1min]

@@ -139,6 +139,7 @@ def test_an_unknown_ticker_is_one_line_not_a_dagster_traceback(
     assert not (tmp_path / "wh").exists()  # nothing was written
 
 
+@pytest.mark.slow(60)  # the paced demo, as a user runs it
 def test_demo_loads_queries_and_leaves_nothing_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow(40), pytest.mark.timeout(180)]
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -38,7 +38,7 @@ from assets.instance import PID_TAG, run_worker_process
 from ib_pipeline.cli.pipeline import backfill
 from ib_pipeline.simulator import FaultSpec, PacingConfig, Simulator, SimulatorConfig
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow(100), pytest.mark.timeout(240)]
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -21,7 +21,7 @@ from ib_pipeline.simulator import Simulator, SimulatorConfig
 AAPL = 265598
 FIGURES = 5  # price+VWAP, realised volatility, correlation, portfolio value, marked positions
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow(60), pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")

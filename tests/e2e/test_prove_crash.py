@@ -5,9 +5,10 @@ partial or stray file a reader would pick up, and a re-run reaches the simulator
 
 How it stays fast and deterministic:
 
-- The simulators run in this process (pacing off: pacing is not under test, and 21 runs in a
-  row must not trip it); before every run the test logs in again, so each run meets a fresh
-  gateway session (same snapshot pre-flights, same requests). Killed runs and re-runs use two
+- The simulators run in this process and the runs' clients are unpaced (pacing is not under
+  test, and 21 runs in a row must neither trip it nor wait for it); before every run the test
+  logs in again, so each run meets a fresh gateway session (same snapshot pre-flights, same
+  requests). Killed runs and re-runs use two
   identical simulators, so the re-run of one kill overlaps the next killed run.
 - The materialising process is `prove_crash_child.py`, a zygote that imports Dagster once and
   forks one child per run (about 1.5 s each instead of 5 s for a fresh interpreter); the child
@@ -140,9 +141,7 @@ class Crashes:
     def definitions(self, root: Path) -> dg.Definitions:
         """The definitions a re-run uses, on a fresh session of the healing simulator."""
         self.healer.login()
-        return backfill_definitions(
-            self.healer.base_url, root, self.healer.clock, global_per_s=200.0
-        )
+        return backfill_definitions(self.healer.base_url, root, self.healer.clock, unpaced=True)
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +176,7 @@ def leftover_temp_files(root: Path) -> list[str]:
     ]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(120)
 @pytest.mark.timeout(600)  # 20 kills and heals: about a minute idle, several with cores busy
 def test_sigkill_at_twenty_moments_then_a_rerun_reaches_the_truth(crashes: Crashes) -> None:
     counts = crashes.counts

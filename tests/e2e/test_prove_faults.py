@@ -47,7 +47,7 @@ from assets.progress import NullProgress
 from assets.runs import RunSummary
 from ib_pipeline.simulator import Simulator
 
-pytestmark = pytest.mark.timing
+pytestmark = [pytest.mark.timing, pytest.mark.slow(90)]
 
 KEYS = ("2024-11-20", "2024-11-22")
 """Three sessions (Wednesday to Friday) of every instrument, as one single-run backfill."""
@@ -74,8 +74,11 @@ def recovered_the_session(stats: Stats, sim: Simulator) -> None:
 
 
 def reprimed_the_accounts(stats: Stats, sim: Simulator) -> None:
-    """The gateway asked for /iserver/accounts again and the client answered it."""
-    assert endpoint_status(stats, "GET /iserver/marketdata/snapshot", "500") >= 1
+    """The gateway asked for /iserver/accounts again (a 500 to a request that needs the
+    priming: the second snapshot call when the requests come in their usual order, another
+    when a loaded machine reorders them) and the client answered it."""
+    answered_500 = sum(endpoint_status(stats, name, "500") for name in stats["endpoints"])
+    assert answered_500 >= 1, stats["endpoints"]
     assert stats["endpoints"]["GET /iserver/accounts"]["requests"] >= 3
 
 
@@ -100,7 +103,7 @@ CASES = [
     FaultCase("5xx", "5xx=0.2,seed=1", {"5xx": 4}),
     FaultCase(
         f"slower than the timeout ({CLIENT_TIMEOUT_S:g} s)",
-        "slow=0.2,slow_s=1,seed=1",
+        "slow=0.2,slow_s=2,seed=1",
         {"slow": 4},
     ),
     FaultCase("dropped connections", "drop=0.2,seed=1", {"drop": 4}),
@@ -140,7 +143,7 @@ CASES = [
     # more than two in a row (so no request can run out of attempts).
     FaultCase(
         "all at once",
-        "5xx=0.06,429=0.06,slow=0.06,slow_s=1,drop=0.06,truncate=0.06,"
+        "5xx=0.06,429=0.06,slow=0.06,slow_s=2,drop=0.06,truncate=0.06,"
         "session_drop_at=9,accounts_reset_at=16,seed=52",
         {**{kind: 2 for kind in PER_REQUEST_FAULTS}, "session_drop": 2, "accounts_reset": 1},
     ),

@@ -27,6 +27,8 @@ from assets.runs import RunSummary, run_assets, summarize_run
 from ib_pipeline.ibkr.normalize import FLAT_CONID
 from ib_pipeline.simulator import Simulator
 
+pytestmark = pytest.mark.slow(35)
+
 LATEST_POSITIONS_SQL = """
     SELECT * FROM (
         SELECT * FROM positions

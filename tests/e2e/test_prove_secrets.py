@@ -48,6 +48,8 @@ from ib_pipeline.warehouse import CATALOG_FILE
 if TYPE_CHECKING:
     from ib_pipeline.simulator import Simulator
 
+pytestmark = pytest.mark.slow(35)
+
 TOKEN_CORE = "7f3a9c2e41b84d6f9a0e5c1d2b7f8e90"
 TOKEN = f"ibkr-oauth-{TOKEN_CORE}-do-not-log"
 TOKEN_ENV = "PROVE_IBKR_ACCESS_TOKEN"

@@ -51,6 +51,8 @@ from ib_pipeline.storage.store import Store
 if TYPE_CHECKING:
     from ib_pipeline.simulator import Simulator
 
+pytestmark = pytest.mark.slow(30)
+
 AAPL = 265598
 PLACE = "POST /iserver/account/{accountId}/orders"
 REPLY = "POST /iserver/reply/{replyId}"

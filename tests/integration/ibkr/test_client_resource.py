@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -13,8 +14,9 @@ import pytest
 from assets.resources import IbkrClientResource
 from ib_pipeline.ibkr import normalize
 from ib_pipeline.ibkr.errors import ConfigurationError, NotAuthenticatedError
+from ib_pipeline.ibkr.settings import PacingLimits
 from ib_pipeline.ibkr.sync import SyncIbkrClient
-from ib_pipeline.simulator import Simulator
+from ib_pipeline.simulator import PacingConfig, Simulator
 
 AAPL = 265598
 TOKEN = "resource-token-8842-secret"
@@ -58,6 +60,29 @@ def test_resource_repr_never_shows_the_token() -> None:
 def test_resource_validates_configuration() -> None:
     with pytest.raises(ConfigurationError, match="loopback"):
         IbkrClientResource(base_url="https://10.0.0.8:5000/v1/api", insecure=True).settings()
+
+
+def test_unpaced_is_refused_for_a_host_that_is_not_loopback() -> None:
+    with pytest.raises(ConfigurationError, match=r"unpaced=True .* 'gw\.example\.com'"):
+        IbkrClientResource(base_url="https://gw.example.com/v1/api", unpaced=True).settings()
+
+
+async def test_unpaced_sends_the_portfolio_requests_without_the_5_s_interval(
+    make_sim: Callable[..., Simulator],
+) -> None:
+    """Two `/portfolio/accounts` in a row: the published interval would hold the second for
+    5 s; unpaced, against a simulator with its pacing off, neither waits."""
+    sim = make_sim(pacing=PacingConfig(enabled=False))
+    resource = IbkrClientResource(
+        base_url=sim.base_url, token_env=None, keepalive_interval_s=None, unpaced=True
+    )
+    started = time.monotonic()
+    for _ in range(2):
+        async with resource.get_client() as client:
+            await client.portfolio_accounts()
+            pacer = client.pacer
+    assert pacer.limits == PacingLimits.unpaced()
+    assert time.monotonic() - started < 4.0  # paced, the second one alone waits 5.25 s
 
 
 def test_sync_client_in_plain_code(sim: Simulator) -> None:

@@ -33,7 +33,7 @@ from ib_pipeline.warehouse import CATALOG_FILE, connect
 if TYPE_CHECKING:
     from ib_pipeline.simulator import Simulator
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(120)
 
 UNIVERSE = """\
 history_start: 2025-01-02
@@ -80,9 +80,14 @@ def test_demo_replay_and_manifests_on_s3_name_no_credentials(
     s3: S3, caplog: pytest.LogCaptureFixture, dagster_logs: list[str]
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # ...but for botocore's event-hook registry: two thirds of the records (190,000 lines of
+    # event and handler names, never a value) and half the test's time
+    caplog.set_level(logging.INFO, logger="botocore.hooks")
     secret = s3.env["AWS_SECRET_ACCESS_KEY"].encode()
     buffer = io.StringIO()
-    code = run_demo(s3.url, ephemeral=True, console=Console(file=buffer, width=160))
+    # unpaced: pacing is not under test here (the paced demo has its own test)
+    console = Console(file=buffer, width=160)
+    code = run_demo(s3.url, ephemeral=True, console=console, unpaced=True)
     output = buffer.getvalue()
     assert code == 0, output
     assert "98,310" in output  # the same week of 1-minute bars as on a local disk

@@ -155,7 +155,7 @@ def seed_warehouse(root: Path, build_bars: Callable[..., pa.Table]) -> Store:
     return store
 
 
-@pytest.mark.slow
+@pytest.mark.slow(50)
 def test_sigkill_at_any_step_leaves_before_or_after(
     tmp_path: Path, make_bars: Callable[..., pa.Table]
 ) -> None:
