@@ -56,7 +56,7 @@ DEFAULT_TIMEOUT_S = 900.0
 """Per bench: generous, since a bench on a loaded 2-core machine can take minutes."""
 BENCH_TIMEOUTS_S: Mapping[str, float] = {"scale": 2700.0}
 """Benches that need longer than `DEFAULT_TIMEOUT_S` with their default options, and their
-timeout: ``scale`` lands, replays and queries 49M rows (minutes per phase on 2 cores; 7 to 15
+timeout: ``scale`` lands, replays and queries 49M rows (minutes per phase on 2 cores; 3.5 to 15
 minutes in all, measured, the longer on a busy machine). An explicit ``--timeout`` applies to
 every bench."""
 STOP_GRACE_S = 10.0

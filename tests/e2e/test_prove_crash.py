@@ -176,7 +176,7 @@ def leftover_temp_files(root: Path) -> list[str]:
     ]
 
 
-@pytest.mark.slow(120)
+@pytest.mark.slow(70)
 @pytest.mark.timeout(600)  # 20 kills and heals: about a minute idle, several with cores busy
 def test_sigkill_at_twenty_moments_then_a_rerun_reaches_the_truth(crashes: Crashes) -> None:
     counts = crashes.counts
