@@ -165,6 +165,7 @@ def merge_sources(previous: Sequence[Any], new: Sequence[Any]) -> list[Any]:
     return merged
 
 
-def as_source(source: Mapping[str, Any] | str) -> Any:
-    """A JSON-safe rendering of a batch's source description."""
-    return orjson.loads(orjson.dumps(source, option=orjson.OPT_SORT_KEYS, default=str))
+def source_json(source: Mapping[str, Any] | str) -> bytes:
+    """A batch's source description as sorted-key JSON (values JSON cannot hold as text):
+    the bytes a quarantine record carries; decoded, the value a manifest lists."""
+    return orjson.dumps(source, option=orjson.OPT_SORT_KEYS, default=str)

@@ -98,6 +98,7 @@ from ib_pipeline.storage.manifest import (
     describe,
     iso_ms,
     merge_sources,
+    source_json,
 )
 from ib_pipeline.storage.parquet import (
     CorruptFileError,
@@ -466,14 +467,13 @@ class Store:
                 kept = self._read_stored(spec, partition, previous_bytes)
             elif previous_bytes is not None and scope is not None:
                 scoped = scope()  # None: the partition is replaced whole
-                previous_table = None
                 if scoped is not None:
                     try:
                         previous_table = self._read_stored(spec, partition, previous_bytes)
                     except CorruptFileError:  # nothing readable to keep: the replace repairs it
                         previous_table = None
-                if previous_table is not None and scoped is not None:
-                    kept = _outside_scope(spec, previous_table, scoped)
+                    if previous_table is not None:
+                        kept = _outside_scope(spec, previous_table, scoped)
             if kept is not None and (mode == "merge" or kept.num_rows):
                 parts.insert(0, kept)
                 previous, _ = self._read_manifest(partition)
@@ -769,8 +769,8 @@ def _outside_scope(spec: DatasetSpec, table: pa.Table, scope: Scope) -> pa.Table
 
 class _Sources:
     """The sources of a load's batches by batch ordinal, each scrubbed of secrets and kept as
-    sorted-key JSON: the bytes quarantine records carry, and (decoded) the values manifests
-    list (`manifest.as_source` of the source). All in one growing buffer: a replay has 100k+
+    `manifest.source_json`: the bytes quarantine records carry, and (decoded) the values
+    manifests list. All in one growing buffer: a replay has 100k+
     batches, and as many small objects living to the end of the load, allocated among the
     load's short-lived ones, keep the interpreter's small-object arenas from being returned
     and reused (measured on a replay of 11.7M bars: the process peaked at 666 MB with one
@@ -784,7 +784,7 @@ class _Sources:
         return len(self._ends)
 
     def append(self, source: Mapping[str, Any] | str) -> None:
-        self._data += orjson.dumps(scrub(source), option=orjson.OPT_SORT_KEYS, default=str)
+        self._data += source_json(scrub(source))
         self._ends.append(len(self._data))
 
     def __getitem__(self, ordinal: int) -> bytes:

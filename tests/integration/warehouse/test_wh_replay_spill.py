@@ -15,79 +15,38 @@ and a bounded number of conversion tasks in flight (`ib_pipeline.replay`).
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import fsspec
 import pyarrow as pa
 import pytest
+from landed_history import CONIDS, SIM_NOW, land_history, resolve
 
 from ib_pipeline import replay as replay_module
-from ib_pipeline.calendars import US_EQUITY
 from ib_pipeline.clock import FixedClock
-from ib_pipeline.conversion import InstrumentInfo, to_batches
+from ib_pipeline.conversion import to_batches
 from ib_pipeline.raw_zone import RawZone
 from ib_pipeline.replay import ReplayError, replay
-from ib_pipeline.simulator.bad_data import BadDataSpec, BadKind
-from ib_pipeline.simulator.history import (
-    encode_body,
-    format_start_time,
-    history_response_with_report,
-)
-from ib_pipeline.simulator.market import Market
 from ib_pipeline.storage import spill as spill_module
 from ib_pipeline.storage.spill import SPILL_FOLDER, HeldRows
 from ib_pipeline.storage.store import Batch, Store
 
-SIM_NOW = datetime(2024, 11, 26, 18, 0, tzinfo=UTC)
-CONIDS = (265598, 272093, 3691937, 4815747)
-DAYS = (date(2024, 11, 19), date(2024, 11, 20), date(2024, 11, 21), date(2024, 11, 22))
-BAD = BadDataSpec(counts={kind: 1 for kind in BadKind}, seed=5)
 TINY = 300  # rows held before a spill: many spills per replay (the answers hold 78-960 bars)
 SMALL_CHUNKS = 2_000  # rows per validation chunk: several chunks, so spills between them
 
 
-def resolve(conid: int) -> InstrumentInfo:
-    return InstrumentInfo(US_EQUITY, 100.0)
-
-
 @pytest.fixture(scope="module")
 def landed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """16 history answers (4 conids x 4 sessions; 1min with extended hours and 5min regular
-    hours; every third corrupted, so the quarantine has rows too)."""
-    root = tmp_path_factory.mktemp("landed") / "warehouse"
-    zone = RawZone(root)
-    market = Market(0, FixedClock(SIM_NOW))
-    count = 0
-    for day in DAYS:
-        end = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=22)
-        for position, conid in enumerate(CONIDS):
-            extended = position % 2 == 0
-            params = {
-                "conid": str(conid),
-                "period": "1d",
-                "bar": "1min" if extended else "5min",
-                "startTime": format_start_time(end),
-                "outsideRth": "true" if extended else "false",
-            }
-            status, body, _ = history_response_with_report(
-                market, params, BAD if count % 3 == 0 else None
-            )
-            assert status == 200 and body["data"]
-            fetched = datetime.combine(day, datetime.min.time(), UTC) + timedelta(
-                hours=23, seconds=count
-            )
-            zone.land("history", params, json.loads(encode_body(body)), fetched)
-            count += 1
-    return root
+    """The raw zone of `landed_history` (16 answers, some corrupted)."""
+    return land_history(tmp_path_factory.mktemp("landed") / "warehouse")
 
 
 @pytest.fixture(autouse=True)
