@@ -176,6 +176,13 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     raw_zone: bool = Field(
         default=True, description="Keep every API response under <root>/raw for replay."
     )
+    catalog: bool = Field(
+        default=True,
+        description=(
+            "Rebuild <root>/warehouse.duckdb after every load that changes its views. Off: "
+            "the caller builds it (the demo builds it once, after its last run)."
+        ),
+    )
 
     @classmethod
     def from_env(cls) -> WarehouseResource:
@@ -185,8 +192,9 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return cls(root=settings.root, raw_zone=settings.raw_zone)
 
     def store(self, clock: Clock) -> Store:
-        """A store on the root whose validation and manifests use ``clock``."""
-        return Store(self.root, clock=clock)
+        """A store on the root whose validation and manifests use ``clock`` (and which
+        rebuilds the catalog after its loads unless ``catalog`` is off)."""
+        return Store(self.root, clock=clock, catalog=self.catalog)
 
     def raw(self) -> RawZone:
         """The raw zone of the root (a no-op hook when ``raw_zone`` is off)."""

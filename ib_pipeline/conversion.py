@@ -155,14 +155,20 @@ def contracts_resolver(contracts: pa.Table) -> Resolver:
         for row in contracts.select(["conid", "sec_type", "exchanges"]).to_pylist()
     }
 
+    known: dict[int, InstrumentInfo] = {}  # a replay asks once per raw file
+
     def resolve(conid: int) -> InstrumentInfo:
+        info = known.get(conid)
+        if info is not None:
+            return info
         row = rows.get(conid)
         if row is None:
             raise ValueError(
                 f"conid {conid} is not in the contracts dataset: load its contract search "
                 "first, or pass a resolver"
             )
-        return instrument_info(row["sec_type"], row["exchanges"], conid)
+        info = known[conid] = instrument_info(row["sec_type"], row["exchanges"], conid)
+        return info
 
     return resolve
 

@@ -51,14 +51,22 @@ def execute_notebook(
     return node
 
 
-def render_html(warehouse: str | os.PathLike[str] | None = None, notebook: Path = NOTEBOOK) -> str:
+def render_html(
+    warehouse: str | os.PathLike[str] | None = None,
+    notebook: Path = NOTEBOOK,
+    *,
+    executed: Any = None,
+) -> str:
     """Execute the notebook on ``warehouse`` and write it as HTML to
     ``<warehouse>/reports/research.html`` (atomically; object-store roots too). Returns the
-    report's path or URL."""
+    report's path or URL. ``executed``: the node `execute_notebook` returned for this
+    warehouse, rendered as it is (a caller that already ran the kernel, about 6 CPU seconds,
+    need not run it again)."""
     from nbconvert import HTMLExporter  # noqa: PLC0415 (research extra, slow)
 
     root = str(warehouse) if warehouse is not None else WarehouseSettings.from_env().root
-    executed = execute_notebook(root, notebook)
+    if executed is None:
+        executed = execute_notebook(root, notebook)
     exporter = HTMLExporter()  # type: ignore[no-untyped-call]
     html, _ = exporter.from_notebook_node(executed)
     opened = open_root(root)

@@ -66,8 +66,10 @@ def dictionary_columns(schema: pa.Schema) -> list[str]:
 def _lz4_pays(column: pa.ChunkedArray) -> bool:
     """Whether LZ4 saves at least `LZ4_MIN_SAVING` of ``column``'s values (nulls left out: the
     bytes under a null slot are undefined and must not decide)."""
-    values = np.ascontiguousarray(column.drop_null().to_numpy())
-    raw = values.tobytes()[:_SAMPLE_BYTES]
+    present = column.drop_null() if column.null_count else column
+    sample = present.slice(0, _SAMPLE_BYTES // max(1, present.type.byte_width))
+    # only the sample is copied out (the whole column was, before it was cut: ~2 ms a file)
+    raw = np.ascontiguousarray(sample.to_numpy()).tobytes()[:_SAMPLE_BYTES]
     if not raw:
         return True
     packed = pa.compress(raw, codec="lz4_raw", asbytes=True)

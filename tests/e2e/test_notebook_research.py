@@ -5,29 +5,32 @@ with the simulator's ground truth. The same run renders the HTML report."""
 
 from __future__ import annotations
 
-import io
 import re
+import shutil
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 
-from assets.demo import DEMO_NOW, DEMO_SEED, run_demo
+from assets.demo import DEMO_NOW, DEMO_SEED
 from ib_pipeline.notebook_report import REPORT, execute_notebook, render_html
 from ib_pipeline.simulator import Simulator, SimulatorConfig
 
 AAPL = 265598
 FIGURES = 5  # price+VWAP, realised volatility, correlation, portfolio value, marked positions
 
-pytestmark = [pytest.mark.slow(60), pytest.mark.timeout(600)]
+# the kernel runs once (~10 s); the shared demo warehouse may still be loading (~15 s)
+pytestmark = [pytest.mark.slow(25), pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def warehouse(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo's warehouse (the session's `demo_root`, loaded once per test run):
+    the report is written into the warehouse, and the shared one is read-only. Loading a
+    demo of its own would cost a whole demo run (about 15 CPU seconds) for the same data."""
     root = tmp_path_factory.mktemp("notebook") / "warehouse"
-    assert run_demo(str(root), ephemeral=True, console=Console(file=io.StringIO())) == 0
+    shutil.copytree(demo_root, root)
     return root
 
 
@@ -44,8 +47,13 @@ def outputs(node: Any) -> tuple[str, int]:
     return "".join(text), figures
 
 
-def test_the_notebook_runs_in_a_kernel_and_agrees_with_the_truth(demo_root: Path) -> None:
-    executed = execute_notebook(demo_root)
+@pytest.fixture(scope="module")
+def executed(warehouse: Path) -> Any:
+    """The notebook executed once on ``warehouse``: both tests look at this one run."""
+    return execute_notebook(warehouse)
+
+
+def test_the_notebook_runs_in_a_kernel_and_agrees_with_the_truth(executed: Any) -> None:
     printed, figures = outputs(executed)
     assert figures == FIGURES
     errors = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
@@ -67,9 +75,9 @@ def test_the_notebook_runs_in_a_kernel_and_agrees_with_the_truth(demo_root: Path
         assert float(value) == pytest.approx(expected, abs=0.005)
 
 
-def test_the_report_is_rendered_into_the_warehouse(demo_root: Path) -> None:
-    written = render_html(demo_root)
-    assert Path(written) == demo_root / REPORT
+def test_the_report_is_rendered_into_the_warehouse(warehouse: Path, executed: Any) -> None:
+    written = render_html(warehouse, executed=executed)
+    assert Path(written) == warehouse / REPORT
     html = Path(written).read_text(encoding="utf-8")
     assert html.count("image/png") >= FIGURES
     assert "Price and VWAP of one instrument" in html

@@ -3,6 +3,10 @@ adds a file (and only then), kept whole by concurrent writers, and never trusted
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from datetime import date
@@ -147,3 +151,25 @@ def test_an_unreadable_catalog_is_rebuilt_not_trusted(store: Store, make_bars: B
     assert read_catalog_state(store.root) is None
     assert store.refresh_catalog().endswith(CATALOG_FILE)
     assert read_catalog_state(store.root) is not None
+
+
+def test_a_rebuild_removes_the_scratch_folders_of_killed_processes(
+    store: Store, make_bars: Bars, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a loader killed (SIGKILL) during a rebuild cannot remove its scratch folder: the next
+    # rebuild, in any process, removes it; a folder of a process still running stays
+    scratch = tmp_path / "system-tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    abandoned = scratch / f"{warehouse.SCRATCH_PREFIX}{ended.pid}-abc123"
+    abandoned.mkdir()
+    (abandoned / CATALOG_FILE).write_bytes(b"half a catalog")
+    running = scratch / f"{warehouse.SCRATCH_PREFIX}{os.getpid()}-def456"
+    running.mkdir()
+    unrelated = scratch / "ib-catalog-notapid"
+    unrelated.mkdir()
+    write_bars(store, make_bars([AAPL], D1))  # a new file: the catalog is rebuilt
+    assert (Path(store.url) / CATALOG_FILE).exists()
+    assert sorted(p.name for p in scratch.iterdir()) == sorted([running.name, unrelated.name])

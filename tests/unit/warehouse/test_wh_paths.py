@@ -43,6 +43,25 @@ def test_symlink_out_of_the_root_is_refused(tmp_path: Path) -> None:
     assert list(outside.iterdir()) == []
 
 
+def test_symlinked_file_in_a_checked_folder_is_refused(tmp_path: Path) -> None:
+    # read_bytes checks a folder once, then opens its files without following symlinks: a
+    # file that is a symlink out of the root must still be refused after the folder's check
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"not yours")
+    folder = tmp_path / "wh" / "raw"
+    folder.mkdir(parents=True)
+    (folder / "a.json").write_bytes(b"mine")
+    (folder / "b.json").symlink_to(secret)
+    (folder / "c.json").symlink_to(folder / "a.json")
+    root = open_root(tmp_path / "wh")
+    assert root.read_bytes("raw/a.json") == b"mine"  # the folder is checked here
+    with pytest.raises(ValueError, match="escapes"):
+        root.read_bytes("raw/b.json")
+    assert root.read_bytes("raw/c.json") == b"mine"  # a symlink inside the root is followed
+    with pytest.raises(FileNotFoundError):
+        root.read_bytes("raw/missing.json")
+
+
 def test_partition_ids_round_trip() -> None:
     bars = Partition.from_pairs("bars", (("bar_size", "1min"), ("session_date", "2024-11-26")))
     assert bars.id == "bar_size=1min/session_date=2024-11-26"
