@@ -57,10 +57,10 @@ import hashlib
 import os
 import re
 import shlex
-import shutil
 import tempfile
 import weakref
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,7 @@ from ib_pipeline.storage.listing import (
     list_all,
 )
 from ib_pipeline.storage.quarantine import QUARANTINE
+from ib_pipeline.storage.scratch import scratch_folder
 from ib_pipeline.timeframes import BAR_SIZES
 
 CATALOG_FILE = "warehouse.duckdb"
@@ -428,36 +429,13 @@ def _signature(root: LocalRoot | FsspecRoot) -> _Signature | None:
 
 
 SCRATCH_PREFIX = "ib-catalog-"
-"""Private temporary folders (under the system's temp folder) where a catalog is built or
-read: ``ib-catalog-<pid>-<random>``."""
+"""Private folders (in the system's temp folder) where a catalog is built or read, locked
+while in use (`storage.scratch`): a loader killed during a rebuild leaves one behind (~1 MB;
+a kill test left three per run), and the next rebuild removes it."""
 
 
-def _scratch_folder() -> tempfile.TemporaryDirectory[str]:
-    """A private temporary folder named after this process. A process killed while it holds
-    one (a loader stopped with SIGKILL during a catalog rebuild) cannot remove it, so each new
-    one first removes those of processes that no longer run (each held ~1 MB, and a kill test
-    left three per run)."""
-    _remove_abandoned_scratch()
-    return tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
-
-
-def _remove_abandoned_scratch() -> None:
-    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
-        pid = folder.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _process_exists(int(pid)):
-            # another process may be sweeping the same folder: what it removed is gone
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _process_exists(pid: int) -> bool:
-    """Whether ``pid`` runs (a process of another user counts: its folders are not ours)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _scratch_folder(*, sweep: bool) -> AbstractContextManager[Path]:
+    return scratch_folder(Path(tempfile.gettempdir()), SCRATCH_PREFIX, sweep=sweep)
 
 
 def read_catalog_state(root: LocalRoot | FsspecRoot) -> CatalogState | None:
@@ -470,7 +448,7 @@ def read_catalog_state(root: LocalRoot | FsspecRoot) -> CatalogState | None:
         return seen[1]
     if not root.exists(CATALOG_FILE):
         return None
-    with _scratch_folder() as folder:
+    with _scratch_folder(sweep=False) as folder:  # readers leave the sweeping to rebuilds
         copy = Path(folder, CATALOG_FILE)  # a copy: an open DuckDB CLI may hold a file lock
         copy.write_bytes(root.read_bytes(CATALOG_FILE))
         try:
@@ -668,7 +646,7 @@ def write_catalog(
     """Build a DuckDB file holding ``statements`` (and the listing they were built from) in a
     private temp folder, in `CATALOG_STORAGE_VERSION`, then put it at
     ``<root>/warehouse.duckdb`` in one atomic write."""
-    with _scratch_folder() as folder:
+    with _scratch_folder(sweep=True) as folder:
         path = Path(folder, CATALOG_FILE)
         con = duckdb.connect()
         try:

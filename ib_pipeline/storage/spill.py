@@ -16,14 +16,15 @@ Where the files go
   the data by construction (the system temp folder may be a RAM-backed tmpfs, which would
   defeat the purpose). ``_``-prefixed like ``_manifests``, outside every dataset folder, named
   by no view, and the files end in ``.arrow``, never ``.parquet``: no reader meets them.
-- Object-store root: a local temporary folder (`tempfile`, so ``TMPDIR`` chooses it). Spill
-  files are private scratch read back minutes later by the same process; writing them through
-  the store's API would cost a PUT and a GET per file, and money, for nothing.
+- Object-store root: a local temporary folder, ``ib-pipeline-spill-<32 hex>`` in `tempfile`'s
+  folder (``TMPDIR`` chooses it). Spill files are private scratch read back minutes later by
+  the same process; writing them through the store's API would cost a PUT and a GET per file,
+  and money, for nothing.
 
 Lifetime: the folder is created at the first spill and removed when the load ends, whatever
 the outcome (`HeldRows.close`; a context manager). A process killed mid-load leaves its folder
-behind; the folder is ``flock``-ed while in use, and the next spill on the same root removes
-every ``_tmp/spill-*`` folder whose lock it can take (an orphan), never one another live
+behind; the folder is ``flock``-ed while in use, and the next spill to the same place removes
+every such folder whose lock it can take (an orphan; `storage.scratch`), never one another live
 process holds. The files are never fsynced: after a crash nothing refers to them.
 
 Determinism: `HeldRows.take` gives a partition's rows back in the order they were added, with
@@ -35,12 +36,8 @@ with and without spilling).
 from __future__ import annotations
 
 import errno
-import fcntl
-import os
-import shutil
 import tempfile
 import threading
-import uuid
 from collections.abc import Hashable
 from pathlib import Path
 from types import TracebackType
@@ -49,11 +46,14 @@ from typing import Generic, TypeVar
 import pyarrow as pa
 
 from ib_pipeline.storage.fs import FsspecRoot, LocalRoot
+from ib_pipeline.storage.scratch import make_locked_folder, release
 
 SPILL_FOLDER = "_tmp"
 """Root-level folder of the spill folders of a local root."""
 SPILL_PREFIX = "spill-"
 SPILL_SUFFIX = ".arrow"
+TEMP_PREFIX = "ib-pipeline-"
+"""Before `SPILL_PREFIX` in the system's temp folder (an object-store root's spills)."""
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -151,14 +151,10 @@ class HeldRows(Generic[Key]):
         self._numbers.clear()
         folder, self._folder = self._folder, None
         lock_fd, self._lock_fd = self._lock_fd, None
-        try:
-            if folder is not None:
-                shutil.rmtree(folder)
-                if isinstance(self.root, LocalRoot):
-                    _remove_if_empty(folder.parent)
-        finally:
-            if lock_fd is not None:
-                os.close(lock_fd)  # releases the flock
+        if folder is not None and lock_fd is not None:
+            release(folder, lock_fd)
+            if isinstance(self.root, LocalRoot):
+                _remove_if_empty(folder.parent)
 
     def __enter__(self) -> HeldRows[Key]:
         return self
@@ -176,47 +172,12 @@ class HeldRows(Generic[Key]):
             return self._folder
         if isinstance(self.root, LocalRoot):
             base = Path(self.root.full(SPILL_FOLDER))
-            base.mkdir(parents=True, exist_ok=True)
-            remove_orphans(base)
-            # created under a name no sweeper matches, locked, then renamed: a folder named
-            # spill-* is always locked by its live owner
-            fresh = base / f".new-{uuid.uuid4().hex}"
-            fresh.mkdir()
-            fd = os.open(fresh, os.O_RDONLY)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            folder = base / f"{SPILL_PREFIX}{uuid.uuid4().hex}"
-            os.replace(fresh, folder)
-            self._lock_fd = fd
+            self._folder, self._lock_fd = make_locked_folder(base, SPILL_PREFIX)
         else:
-            folder = Path(tempfile.mkdtemp(prefix=f"ib-pipeline-{SPILL_PREFIX}"))
-        self._folder = folder
-        return folder
-
-
-def remove_orphans(base: Path) -> list[str]:
-    """Remove the ``spill-*`` folders under ``base`` that no live process holds (their owner
-    was killed mid-load); returns their names. A folder whose lock is taken is left alone."""
-    removed = []
-    for entry in sorted(base.iterdir()) if base.is_dir() else []:
-        if not entry.name.startswith(SPILL_PREFIX) or not entry.is_dir():
-            continue
-        try:
-            fd = os.open(entry, os.O_RDONLY)
-        except FileNotFoundError:  # its owner removed it meanwhile
-            continue
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # in use
-            try:
-                shutil.rmtree(entry)
-            except FileNotFoundError:  # its owner was removing it as it let go of the lock
-                continue
-            removed.append(entry.name)
-        finally:
-            os.close(fd)
-    return removed
+            base = Path(tempfile.gettempdir())
+            prefix = f"{TEMP_PREFIX}{SPILL_PREFIX}"
+            self._folder, self._lock_fd = make_locked_folder(base, prefix)
+        return self._folder
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -239,4 +200,4 @@ def _same_schema_runs(tables: list[pa.Table]) -> list[list[pa.Table]]:
     return runs
 
 
-__all__ = ["SPILL_FOLDER", "SPILL_PREFIX", "HeldRows", "remove_orphans"]
+__all__ = ["SPILL_FOLDER", "SPILL_PREFIX", "HeldRows"]

@@ -35,8 +35,8 @@ from ib_pipeline.clock import FixedClock
 from ib_pipeline.conversion import to_batches
 from ib_pipeline.raw_zone import RawZone
 from ib_pipeline.replay import ReplayError, replay
-from ib_pipeline.storage import spill as spill_module
-from ib_pipeline.storage.spill import SPILL_FOLDER, HeldRows
+from ib_pipeline.storage.scratch import remove_orphans
+from ib_pipeline.storage.spill import SPILL_FOLDER, SPILL_PREFIX, HeldRows
 from ib_pipeline.storage.store import Batch, Store
 
 TINY = 300  # rows held before a spill: many spills per replay (the answers hold 78-960 bars)
@@ -205,7 +205,7 @@ def test_orphaned_spill_folders_are_removed_and_live_ones_kept(
         assert [p.name for p in base.iterdir()] == [live.name]  # its own folder is gone too
     finally:
         os.close(held)
-    assert spill_module.remove_orphans(base) == [live.name]
+    assert remove_orphans(base, SPILL_PREFIX) == [live.name]
 
 
 def test_held_rows_come_back_in_the_order_they_were_added(tmp_path: Path) -> None:

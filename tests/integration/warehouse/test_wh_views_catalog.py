@@ -3,9 +3,8 @@ adds a file (and only then), kept whole by concurrent writers, and never trusted
 
 from __future__ import annotations
 
+import fcntl
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -156,20 +155,24 @@ def test_an_unreadable_catalog_is_rebuilt_not_trusted(store: Store, make_bars: B
 def test_a_rebuild_removes_the_scratch_folders_of_killed_processes(
     store: Store, make_bars: Bars, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # a loader killed (SIGKILL) during a rebuild cannot remove its scratch folder: the next
-    # rebuild, in any process, removes it; a folder of a process still running stays
+    # a loader killed (SIGKILL) during a rebuild cannot remove its scratch folder, nor hold its
+    # lock any more: the next rebuild, in any process, removes it; a folder still locked by a
+    # live process stays, and so does anything without the prefix
     scratch = tmp_path / "system-tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    ended = subprocess.Popen([sys.executable, "-c", "pass"])
-    ended.wait()
-    abandoned = scratch / f"{warehouse.SCRATCH_PREFIX}{ended.pid}-abc123"
+    abandoned = scratch / f"{warehouse.SCRATCH_PREFIX}{'0' * 32}"
     abandoned.mkdir()
     (abandoned / CATALOG_FILE).write_bytes(b"half a catalog")
-    running = scratch / f"{warehouse.SCRATCH_PREFIX}{os.getpid()}-def456"
+    running = scratch / f"{warehouse.SCRATCH_PREFIX}{'1' * 32}"
     running.mkdir()
-    unrelated = scratch / "ib-catalog-notapid"
+    unrelated = scratch / "someone-else"
     unrelated.mkdir()
-    write_bars(store, make_bars([AAPL], D1))  # a new file: the catalog is rebuilt
+    held = os.open(running, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as its live owner does
+    try:
+        write_bars(store, make_bars([AAPL], D1))  # a new file: the catalog is rebuilt
+    finally:
+        os.close(held)
     assert (Path(store.url) / CATALOG_FILE).exists()
     assert sorted(p.name for p in scratch.iterdir()) == sorted([running.name, unrelated.name])
