@@ -16,12 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ib_pipeline.calendars import (
     Session,
@@ -29,6 +27,7 @@ from ib_pipeline.calendars import (
     bar_starts,
     calendar_for,
 )
+from ib_pipeline.storage.keys import value_codes
 from ib_pipeline.timeframes import BAR_SIZES, BarKind, BarSize, parse_bar_size
 
 MS_PER_DAY = 86_400_000
@@ -73,7 +72,7 @@ def locate_bars(
         none = np.zeros(0, dtype=bool)
         return BarLocation(session_date, in_session, at_start, none, none)
 
-    conid_index, conids = _codes(conid)
+    conid_index, conids = value_codes(conid)
     known = np.array([c in hours for c in conids], dtype=bool)
     # One group per (hours, outside_rth) among the conids, then per bar size inside it.
     group_of_conid: dict[tuple[TradingHours, bool], list[int]] = {}
@@ -82,7 +81,7 @@ def locate_bars(
             continue
         flag = outside_rth if isinstance(outside_rth, bool) else bool(outside_rth.get(c, False))
         group_of_conid.setdefault((hours[c], flag), []).append(position)
-    bar_index, bar_labels = _codes(bar_size)
+    bar_index, bar_labels = value_codes(bar_size)
     bar_known = np.array([label in BAR_SIZES for label in bar_labels], dtype=bool)
     for (trading_hours, outside), positions in group_of_conid.items():
         conid_mask = (
@@ -100,14 +99,6 @@ def locate_bars(
             in_session[rows] = inside
             at_start[rows] = starts
     return BarLocation(session_date, in_session, at_start, known[conid_index], bar_known[bar_index])
-
-
-def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[npt.NDArray[np.int64], list[Any]]:
-    """Dictionary codes of a column (hash-based in Arrow: no sort) and the distinct values."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    encoded = pc.dictionary_encode(array)
-    codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    return codes, encoded.dictionary.to_pylist()
 
 
 def _locate_group(

@@ -66,6 +66,7 @@ from ib_pipeline.ibkr.tables import (
     TS,
 )
 from ib_pipeline.storage.bar_periods import Granularity, bar_folder, granularity
+from ib_pipeline.storage.keys import value_codes
 from ib_pipeline.storage.paths import Partition, safe_value
 
 AS_OF = pa.field("as_of", TS, nullable=False)
@@ -146,9 +147,8 @@ def _split(codes: list[npt.NDArray[np.int64]]) -> list[npt.NDArray[np.int64]]:
 
 
 def _dictionary(column: pa.ChunkedArray) -> tuple[npt.NDArray[np.int64], list[str]]:
-    encoded = column.combine_chunks().dictionary_encode()
-    indices = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    return indices, [str(v) for v in encoded.dictionary.to_pylist()]
+    codes, values = value_codes(column)
+    return codes, [str(v) for v in values]
 
 
 def _group_bars(table: pa.Table) -> list[tuple[Partition, npt.NDArray[np.int64]]]:

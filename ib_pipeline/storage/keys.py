@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,22 +29,63 @@ import pyarrow.compute as pc
 ORDINAL = "__ordinal__"
 
 
+def _plain(column: pa.ChunkedArray | pa.Array) -> npt.NDArray[Any] | None:
+    """``column``'s values as a NumPy array when they are plain numbers or times without nulls
+    (integers, floats, timestamps, dates: compared in NumPy, about 3x cheaper than Arrow's
+    kernels plus the conversion of their bit-packed results), else None."""
+    kind = column.type
+    if column.null_count or not (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_timestamp(kind)
+        or pa.types.is_date(kind)
+    ):
+        return None
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return np.asarray(array.to_numpy(zero_copy_only=False))
+
+
 def neighbour_equal(column: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.bool_]:
     """``out[i]`` is True when rows ``i`` and ``i + 1`` hold the same value; nulls equal nulls
     and NaN equals NaN (an exact duplicate of a bad row is still a duplicate)."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if len(array) < 2:
+    if len(column) < 2:
         return np.zeros(0, dtype=bool)
+    values = _plain(column)
+    if values is not None:
+        same: npt.NDArray[np.bool_] = values[:-1] == values[1:]
+        if values.dtype.kind == "f":
+            same |= np.isnan(values[:-1]) & np.isnan(values[1:])
+        return same
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     left, right = array.slice(0, len(array) - 1), array.slice(1)
     if pa.types.is_dictionary(array.type):
         left, right = left.cast(array.type.value_type), right.cast(array.type.value_type)
-    same = pc.fill_null(pc.equal(left, right), False)
+    if not array.null_count and pc.all(pc.equal(left, right)).as_py():
+        return np.ones(len(left), dtype=bool)  # one value throughout (a bar size)
+    equal = pc.fill_null(pc.equal(left, right), False)
     both_null = pc.and_(pc.is_null(left), pc.is_null(right))
-    same = pc.or_(same, both_null)
+    equal = pc.or_(equal, both_null)
     if pa.types.is_floating(array.type):
         both_nan = pc.fill_null(pc.and_(pc.is_nan(left), pc.is_nan(right)), False)
-        same = pc.or_(same, both_nan)
-    return np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
+        equal = pc.or_(equal, both_nan)
+    return np.asarray(equal.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def value_codes(column: pa.ChunkedArray | pa.Array) -> tuple[npt.NDArray[np.int64], list[Any]]:
+    """Each row's code (int64) and the distinct values, in order of first appearance.
+
+    The values are run-end encoded first and only each run's value is hashed: rows come in long
+    runs (a response's bars share a conid and a bar size), so this is about 3x cheaper than
+    dictionary-encoding every row. Null is a value like the others (listed as None)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if len(array) == 0:
+        return np.zeros(0, dtype=np.int64), []
+    runs = pc.run_end_encode(array)
+    ends: npt.NDArray[np.int64] = np.asarray(runs.run_ends.to_numpy(), dtype=np.int64)
+    lengths = np.diff(ends, prepend=np.int64(0))
+    encoded = pc.dictionary_encode(runs.values, null_encoding="encode")
+    run_codes = np.asarray(encoded.indices.to_numpy(), dtype=np.int64)
+    return np.repeat(run_codes, lengths), encoded.dictionary.to_pylist()
 
 
 def same_key_as_next(table: pa.Table, keys: Sequence[str]) -> npt.NDArray[np.bool_]:
@@ -64,16 +106,28 @@ def is_sorted(table: pa.Table, keys: Sequence[str]) -> bool:
             return False
     decided = np.zeros(n - 1, dtype=bool)  # order already settled by an earlier key
     for key in keys:
-        column = table.column(key).combine_chunks()
-        if pa.types.is_dictionary(column.type):
-            column = column.cast(column.type.value_type)
-        left, right = column.slice(0, n - 1), column.slice(1)
-        less = np.asarray(pc.less(left, right).to_numpy(zero_copy_only=False), dtype=bool)
-        greater = np.asarray(pc.greater(left, right).to_numpy(zero_copy_only=False), dtype=bool)
+        values = _plain(table.column(key))
+        if values is not None:
+            less, greater = values[:-1] < values[1:], values[:-1] > values[1:]
+        else:
+            less, greater = _less_greater(table.column(key).combine_chunks())
         if np.any(greater & ~decided):
             return False
         decided |= less
     return True
+
+
+def _less_greater(column: pa.Array) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Whether each value is less, and whether it is greater, than the next (Arrow's kernels:
+    strings, dictionaries)."""
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    left, right = column.slice(0, len(column) - 1), column.slice(1)
+    if not pc.any(pc.not_equal(left, right)).as_py():  # one value throughout (a bar size)
+        return np.zeros(len(left), dtype=bool), np.zeros(len(left), dtype=bool)
+    less = np.asarray(pc.less(left, right).to_numpy(zero_copy_only=False), dtype=bool)
+    greater = np.asarray(pc.greater(left, right).to_numpy(zero_copy_only=False), dtype=bool)
+    return less, greater
 
 
 def sort_indices(table: pa.Table, keys: Sequence[str]) -> pa.Array:

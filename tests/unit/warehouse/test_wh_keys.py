@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pyarrow as pa
 
-from ib_pipeline.storage.keys import is_sorted, merge, neighbour_equal, split_duplicates
+from ib_pipeline.storage.keys import (
+    is_sorted,
+    merge,
+    neighbour_equal,
+    split_duplicates,
+    value_codes,
+)
 
 
 def table(rows: list[tuple[int, int, float | None]]) -> pa.Table:
@@ -19,6 +26,40 @@ def table(rows: list[tuple[int, int, float | None]]) -> pa.Table:
 def test_neighbour_equal_treats_nan_and_null_as_equal_to_themselves() -> None:
     values = pa.array([1.0, 1.0, math.nan, math.nan, None, None, 2.0], pa.float64())
     assert neighbour_equal(values).tolist() == [True, False, True, False, True, False]
+
+
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def test_neighbour_equal_and_is_sorted_agree_across_column_kinds() -> None:
+    """Plain columns (numbers, times without nulls) are compared in NumPy, the rest with
+    Arrow's kernels (strings, dictionaries, columns with nulls): both give the same answers,
+    also in several chunks and for a string column holding one value throughout."""
+    cases = [
+        pa.chunked_array([[3, 3, 1], [1, 2]], pa.int64()),
+        pa.chunked_array([[0.5, math.nan], [math.nan, 0.5, 0.5]], pa.float64()),
+        pa.array([5, 5, 6, 6, 4], pa.int64()).cast(pa.timestamp("ms", "UTC")),
+        pa.array([19000, 19000, 19001], pa.int32()).cast(pa.date32()),
+        pa.chunked_array([["1min", "1min"], ["1min"]]),
+        pa.array(["b", "a", "a", "c"]),
+        pa.array(["a", "a", "b"]).dictionary_encode(),
+    ]
+    for column in cases:
+        values = column.to_pylist()
+        same = [a == b or (_is_nan(a) and _is_nan(b)) for a, b in itertools.pairwise(values)]
+        assert neighbour_equal(column).tolist() == same, column
+        ordered = all(not a > b for a, b in itertools.pairwise(values))
+        assert is_sorted(pa.table({"k": column}), ["k"]) == ordered, column
+
+
+def test_value_codes_number_values_by_first_appearance_across_runs_and_chunks() -> None:
+    codes, values = value_codes(pa.chunked_array([[3, 3, None, 1], [1, 3]], pa.int64()))
+    assert values == [3, None, 1]  # a null is a value of its own, never a bad index
+    assert codes.tolist() == [0, 0, 1, 2, 2, 0]
+    codes, values = value_codes(pa.array(["1min"] * 4))
+    assert (codes.tolist(), values) == ([0, 0, 0, 0], ["1min"])
+    assert value_codes(pa.array([], pa.string()))[1] == []
 
 
 def test_is_sorted_is_lexicographic() -> None:
