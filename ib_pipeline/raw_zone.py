@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from ib_pipeline.ibkr.history_wire import decode_history_record
 from ib_pipeline.settings import WarehouseSettings
 from ib_pipeline.storage.fs import FsspecRoot, LocalRoot, open_root
 from ib_pipeline.storage.manifest import iso_ms
@@ -221,11 +222,23 @@ class RawZone:
                 chosen.append(rel)
         return sorted(chosen, key=lambda r: r.rsplit("/", 1)[-1])
 
-    def read(self, rel: str) -> RawRecord:
-        """One landed response. Raises ValueError naming the file if it is not a raw record."""
+    def read(self, rel: str, *, history_columns: bool = False) -> RawRecord:
+        """One landed response. Raises ValueError naming the file if it is not a raw record.
+
+        ``history_columns``: a plainly well-formed history answer comes back decoded into bar
+        columns (its payload a `history_wire.HistoryColumns`, which `normalize.history_bars`
+        takes), a fifth of a replay's time saved; any other record as JSON, as by default."""
         try:
-            body = _loads(decompress(self.root.read_bytes(rel)))
+            text = decompress(self.root.read_bytes(rel))
         except (ValueError, OSError, pa.ArrowException) as error:
+            raise ValueError(f"raw record {rel} cannot be read: {error}") from None
+        if history_columns:
+            record = self._history_record(rel, text)
+            if record is not None:
+                return record
+        try:
+            body = _loads(text)
+        except ValueError as error:
             raise ValueError(f"raw record {rel} cannot be read: {error}") from None
         if not isinstance(body, dict) or body.get("format") != FORMAT_VERSION:
             raise ValueError(f"raw record {rel} is not a format-{FORMAT_VERSION} raw record")
@@ -241,6 +254,26 @@ class RawZone:
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"raw record {rel} lacks a field: {error}") from None
+
+    @staticmethod
+    def _history_record(rel: str, text: bytes) -> RawRecord | None:
+        """``text`` as a record with its history answer in columns, or None: the general way
+        reads it then (and raises its errors)."""
+        wire = decode_history_record(text)
+        if wire is None or wire.format != FORMAT_VERSION:
+            return None
+        try:
+            fetched = datetime.fromtimestamp(wire.fetched_at_ms / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+        return RawRecord(
+            endpoint=wire.endpoint,
+            params=wire.params,
+            payload=wire.payload,
+            fetched_at=fetched,
+            meta=wire.meta,
+            path=rel,
+        )
 
     def records(
         self, endpoint: str, *, since: date | None = None, until: date | None = None

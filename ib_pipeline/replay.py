@@ -7,9 +7,10 @@ A response that cannot be read or normalised stops the replay before anything is
 
 Replay on several cores
 -----------------------
-Reading (decompression, JSON) and normalising run in ``workers`` forked processes (the
-``IB_PIPELINE_REPLAY_WORKERS`` setting; default the CPUs available; 1 = in this process),
-each converting runs of consecutive files. A few files, positions (a listing's pages belong
+Reading (decompression, JSON: well-formed history pages are decoded straight into bar
+columns by msgspec, `ibkr.history_wire`, the rest by orjson) and normalising run in ``workers``
+forked processes (the ``IB_PIPELINE_REPLAY_WORKERS`` setting; default the CPUs available;
+1 = in this process), each converting runs of consecutive files. A few files, positions (a listing's pages belong
 together) and raw zones on an object store (fsspec's async clients are not fork-safe) are
 converted in the calling process. Their batches come back in file order and are
 streamed to `Store.load_stream`, which validates each chunk while the workers convert the
@@ -64,7 +65,8 @@ class ReplayError(ValueError):
 class ReplayResult:
     """What a replay read and wrote.
 
-    ``seconds`` splits the time: ``read`` (list files, read, decompress, JSON) and
+    ``seconds`` splits the time: ``read`` (list files, read, decompress, decode the JSON: a
+    well-formed history page straight into bar columns, `ibkr.history_wire`) and
     ``normalise`` are work summed over every process that did it, so with several workers they
     add up to more than the wall time; ``parse_wall`` is the wall time from the start to the
     last file converted. The calling process spends ``validate`` in the contracts (while the
@@ -370,10 +372,11 @@ def _convert_each(
     garbage collector never rescans a growing heap of payloads. (A background thread reading
     files ahead was measured slower: it contends for the GIL.)"""
     result = _Converted()
+    history_columns = dataset == "bars"  # well-formed pages decoded straight into columns
     for rel in paths:
         started = time.perf_counter()
         try:
-            record = zone.read(rel)
+            record = zone.read(rel, history_columns=history_columns)
         except ValueError as error:  # names the file
             result.failures.append(str(error))
             result.read_s += time.perf_counter() - started

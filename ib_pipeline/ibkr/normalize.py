@@ -48,6 +48,7 @@ import pyarrow as pa
 from ib_pipeline.calendars import IBKR_EXCHANGE_CALENDARS, trading_hours_for
 from ib_pipeline.ibkr import parsing as p
 from ib_pipeline.ibkr.errors import InvalidPayloadError
+from ib_pipeline.ibkr.history_wire import HistoryColumns
 from ib_pipeline.ibkr.tables import (
     ACCOUNT_SUMMARY,
     ACCOUNTS,
@@ -107,9 +108,12 @@ def history_md_availability(payload: Any) -> str | None:
     """The ``mdAvailability`` code of a history answer (``"S"``, ``"D"``, ...), or None when the
     answer has none (a ``No data.`` answer, an older gateway). Never raises: the code flags the
     bars, it is not a reason to reject them."""
-    if not isinstance(payload, Mapping):
+    if isinstance(payload, HistoryColumns):
+        value = payload.md_availability
+    elif isinstance(payload, Mapping):
+        value = payload.get("mdAvailability")
+    else:
         return None
-    value = payload.get("mdAvailability")
     if value is None:
         return None
     return str(value).strip() or None
@@ -185,11 +189,18 @@ def history_bars(
 
     Speed: a well-formed answer (every bar a JSON object whose six values are JSON numbers)
     is converted in bulk (`_bulk_bars`); anything else goes through the row-by-row reader
-    (`_bars_by_row`), which gives the same table or raises naming the bar and the key.
+    (`_bars_by_row`), which gives the same table or raises naming the bar and the key. A
+    replay hands in such an answer already decoded into columns (``payload`` a
+    `history_wire.HistoryColumns`), which gives the same table again.
     """
     factor = _check_lot_size(lot_size)
     bar = parse_bar_size(bar_size).label
     conid = p.conid(conid, "conid argument")
+    if isinstance(payload, HistoryColumns):  # decoded and checked already (`history_wire`)
+        wire = payload
+        return _bars_table(
+            (wire.ts, wire.open, wire.high, wire.low, wire.close, wire.lots), {}, conid, bar, factor
+        )
     body = p.mapping(payload, "history payload")
     if "data" not in body:
         if body.get("error") == NO_DATA_MESSAGE:
@@ -200,6 +211,17 @@ def history_bars(
     missing: dict[str, npt.NDArray[np.bool_]] = {}
     if columns is None:
         columns, missing = _bars_by_row(data, unreadable)
+    return _bars_table(columns, missing, conid, bar, factor)
+
+
+def _bars_table(
+    columns: _BarColumns,
+    missing: Mapping[str, npt.NDArray[np.bool_]],
+    conid: int,
+    bar: str,
+    factor: float,
+) -> pa.Table:
+    """`HISTORY_BARS` from a page's columns (``missing``: the null mask of a column, by key)."""
     ts, open_, high, low, close, lots = columns
     values = (open_, high, low, close, p.scaled_array(lots, factor))
     arrays = [

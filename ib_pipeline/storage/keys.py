@@ -210,8 +210,12 @@ def merge(tables: Sequence[pa.Table], keys: Sequence[str], sort_keys: Sequence[s
     ordinals = combined.column(ORDINAL)
     if len(present) == 1 and pc.min_max(ordinals)["min"] == pc.min_max(ordinals)["max"]:
         return sort_by(combined.drop_columns([ORDINAL]), sort_keys)  # one source: no overlap
-    combined = combined.take(sort_indices(combined, [*keys, ORDINAL]))
+    # sorted already when the rows came in key order (a replay's partitions: files of one
+    # session in instrument order): the sort and the copy of every column are skipped
+    combined = sort_by(combined, [*keys, ORDINAL])
     dup_next = same_key_as_next(combined, keys)
+    if not dup_next.any():  # no key twice: nothing to drop, nothing to copy
+        return sort_by(combined.drop_columns([ORDINAL]), sort_keys)
     keep = np.ones(combined.num_rows, dtype=bool)
     keep[:-1] = ~dup_next  # keep the last row of each run of equal keys
     merged = combined.filter(pa.array(keep)).drop_columns([ORDINAL])
