@@ -10,9 +10,9 @@ Replay on several cores
 Reading (decompression, JSON: well-formed history pages are decoded straight into bar
 columns by msgspec, `ibkr.history_wire`, the rest by orjson) and normalising run in ``workers``
 forked processes (the ``IB_PIPELINE_REPLAY_WORKERS`` setting; default the CPUs available;
-1 = in this process), each converting runs of consecutive files. A few files, positions (a listing's pages belong
-together) and raw zones on an object store (fsspec's async clients are not fork-safe) are
-converted in the calling process. Their batches come back in file order and are
+1 = in this process), each converting runs of consecutive files. A few files, positions (a
+listing's pages belong together) and raw zones on an object store (fsspec's async clients are
+not fork-safe) are converted in the calling process. Their batches come back in file order and are
 streamed to `Store.load_stream`, which validates each chunk while the workers convert the
 next files and writes partitions only after the last file: the contract "convert and
 validate everything, then write" holds, so a partition is only ever written from complete

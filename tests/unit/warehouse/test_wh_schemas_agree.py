@@ -68,3 +68,16 @@ def test_pandera_model_and_arrow_schema_declare_the_same_columns(dataset: str) -
 
 def test_every_dataset_has_a_model() -> None:
     assert set(MODELS) == set(DATASETS)
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_no_validated_row_can_be_all_missing(dataset: str) -> None:
+    """Frame-wide checks run with ``ignore_na=False`` (`schemas.WHOLE_ROWS`): skipping rows whose
+    every value is missing would change nothing only because such rows cannot exist. The
+    contract fills the required columns before pandera sees a frame, so each dataset needs
+    one: its key columns are."""
+    spec = DATASETS[dataset]
+    required = {f.name for f in validated_schema(spec) if not f.nullable}
+    assert set(spec.key) <= required, (dataset, spec.key, required)
+    checks = MODELS[dataset].to_schema().checks
+    assert all(check.ignore_na is False for check in checks), dataset
