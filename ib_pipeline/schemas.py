@@ -395,7 +395,9 @@ def validate(
     a ``__batch__`` column.
     """
     spec = dataset_spec(dataset)
-    table = conform(spec, table)
+    # one piece per column: the input is often hundreds of normaliser outputs concatenated, and
+    # every step below (sort check, duplicates, sessions, pandas) would gather them again
+    table = conform(spec, table).combine_chunks()
     if spec.adds_as_of:
         if context.as_of is None:
             raise ValueError(f"{spec.name}: the snapshot time (as_of) is required")

@@ -150,6 +150,16 @@ def _valid_starts(
     return np.unique(np.concatenate(chosen))
 
 
+_DENSE_DAYS = 62
+"""Up to this many days between the first and the last stamp, every day between is a candidate
+(a min and a max instead of sorting the stamps' days: ~1 ms per 131k-bar chunk of a replay)."""
+
+
+def _first_last_day(ts: npt.NDArray[np.int64]) -> tuple[np.int64, np.int64]:
+    """The UTC days (since the epoch) of the earliest and the latest of ``ts`` (epoch ms)."""
+    return ts.min() // MS_PER_DAY, ts.max() // MS_PER_DAY
+
+
 def _sessions_spanning(
     ts: npt.NDArray[np.int64], hours: TradingHours, pad_days: int
 ) -> list[Session]:
@@ -162,7 +172,11 @@ def _sessions_spanning(
     calendar = calendar_for(hours)
     lo = np.datetime64(calendar.first_date, "D")
     hi = np.datetime64(calendar.last_date, "D")
-    days = np.unique((ts // MS_PER_DAY).astype("datetime64[D]"))
+    first, last = (int(day) for day in _first_last_day(ts))
+    if last - first <= _DENSE_DAYS:  # the usual page or chunk: a few days, every one visited
+        days = np.arange(first, last + 1).astype("datetime64[D]")
+    else:  # far apart (a typo, a long backfill): only the days that hold a stamp
+        days = np.unique((ts // MS_PER_DAY).astype("datetime64[D]"))
     offsets = np.arange(-pad_days, pad_days + 1).astype("timedelta64[D]")
     candidates = np.unique((days[:, None] + offsets[None, :]).ravel())
     candidates = candidates[(candidates >= lo) & (candidates <= hi)]
