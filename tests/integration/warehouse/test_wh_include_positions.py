@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,18 @@ from ib_pipeline.calendars import US_EQUITY
 from ib_pipeline.conversion import to_batches
 from ib_pipeline.ibkr.client import IbkrClient
 from ib_pipeline.ibkr.settings import ClientSettings, PacingLimits, RetryPolicy
-from ib_pipeline.simulator import Simulator
+from ib_pipeline.simulator import PacingConfig, Simulator
 from ib_pipeline.storage.store import Store
 from ib_pipeline.universe import ResolvedContract, Universe, UniverseError, parse_universe
 
 AAPL = 265598
+
+
+@pytest.fixture
+def sim(make_sim: Callable[..., Simulator]) -> Simulator:
+    """The simulator with its pacing off: the client runs unpaced (`settings`), and a paced
+    simulator would answer a fast burst with 429 (a retry the tests did not ask for)."""
+    return make_sim(pacing=PacingConfig(enabled=False))
 
 
 def settings(sim: Simulator) -> ClientSettings:
