@@ -163,11 +163,13 @@ def _first_last_day(ts: npt.NDArray[np.int64]) -> tuple[np.int64, np.int64]:
 def _sessions_spanning(
     ts: npt.NDArray[np.int64], hours: TradingHours, pad_days: int
 ) -> list[Session]:
-    """Sessions dated within ``pad_days`` of any stamp's UTC date, oldest first.
+    """Sessions dated within ``pad_days`` of any stamp's UTC date, oldest first (when the
+    stamps are under `_DENSE_DAYS` apart, also the sessions between them: no bar can fall in
+    those, so nothing changes but the cost).
 
-    Only dates near actual stamps are visited, so a wild timestamp (an 11-digit typo, a year
-    2500) costs nothing; the padding covers CME sessions opening the evening before their date
-    and, for weekly bars, the rest of the week.
+    Otherwise only dates near actual stamps are visited, so a wild timestamp (an 11-digit typo,
+    a year 2500) costs nothing; the padding covers CME sessions opening the evening before their
+    date and, for weekly bars, the rest of the week.
     """
     calendar = calendar_for(hours)
     lo = np.datetime64(calendar.first_date, "D")

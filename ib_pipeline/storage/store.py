@@ -33,8 +33,8 @@ A load writes only after its last chunk, so whatever it validated must wait some
 past that, every partition's rows go to LZ4-compressed Arrow files under ``_tmp/`` (or a local
 temporary folder for an object-store root) and are read back one partition at a time when it
 is written (`storage.spill`). Each batch's source is kept as compact JSON bytes. A replay of
-49M minute bars thus holds about `SPILL_ROWS` rows, never the
-49M, and writes the same bytes as if it had held them all.
+49M minute bars thus holds about `SPILL_ROWS` rows, never the 49M, and writes the same bytes
+as if it had held them all.
 
 Bad files (issue 10 items 5-6, issue 11 "bad input")
 ----------------------------------------------------
@@ -775,9 +775,8 @@ def _outside_scope(spec: DatasetSpec, table: pa.Table, scope: Scope) -> pa.Table
 class _FolderColumns:
     """Held rows without the columns their partition's folders name (a bar size, a session
     date): one value in every row of a partition, dropped when rows are held and put back when
-    the partition is written. They would take memory and, in a replay that spills, a sixth of
-    the bytes written to the spill files (measured: a spill writes ~200 MB/s on this project's
-    CI machine, the largest cost of a 49M-bar replay after validation)."""
+    the partition is written. They would take memory and a sixth of every spill (before its
+    compression): spills were the largest cost of a 49M-bar replay after validation."""
 
     def __init__(self, spec: DatasetSpec) -> None:
         self.spec = spec
