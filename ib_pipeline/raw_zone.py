@@ -259,19 +259,20 @@ class RawZone:
     def _history_record(rel: str, text: bytes) -> RawRecord | None:
         """``text`` as a record with its history answer in columns, or None: the general way
         reads it then (and raises its errors)."""
-        wire = decode_history_record(text)
-        if wire is None or wire.format != FORMAT_VERSION:
+        decoded = decode_history_record(text)
+        if decoded is None or decoded[0].format != FORMAT_VERSION:
             return None
+        record, columns = decoded
         try:
-            fetched = datetime.fromtimestamp(wire.fetched_at_ms / 1000, UTC)
+            fetched = datetime.fromtimestamp(record.fetched_at_ms / 1000, UTC)
         except (OverflowError, OSError, ValueError):
             return None
         return RawRecord(
-            endpoint=wire.endpoint,
-            params=wire.params,
-            payload=wire.payload,
+            endpoint=record.endpoint,
+            params=record.params,
+            payload=columns,
             fetched_at=fetched,
-            meta=wire.meta,
+            meta=record.meta or {},
             path=rel,
         )
 

@@ -98,7 +98,7 @@ def _le_where_present(df: pd.DataFrame, low: str, high: str) -> pd.Series[bool]:
 
 # --- models ------------------------------------------------------------------------------------
 
-WHOLE_ROWS = False
+SKIP_ALL_MISSING_ROWS = False
 """``ignore_na`` of every frame-wide check: False. pandera's default (True) passes a row whose
 every value is missing, and finds such rows with a missing-value scan of the whole frame for
 every check: a third of a replay's contract time. No frame validated here has such a row:
@@ -110,7 +110,7 @@ class _FiniteFloatsModel(pda.DataFrameModel):
     """Base of the snapshot-style models: no float column may hold an infinity (missing values
     are allowed; each model's fields say which must be present)."""
 
-    @pda.dataframe_check(ignore_na=WHOLE_ROWS)
+    @pda.dataframe_check(ignore_na=SKIP_ALL_MISSING_ROWS)
     @classmethod
     def values_finite(cls, df: pd.DataFrame) -> pd.Series[bool]:
         columns = [str(c) for c, t in df.dtypes.items() if t == np.float64]
@@ -129,7 +129,7 @@ class BarsModel(pda.DataFrameModel):
     close: Series[np.float64] = pda.Field(gt=0)
     volume: Series[np.float64] = pda.Field(ge=0)
 
-    @pda.dataframe_check(ignore_na=WHOLE_ROWS)
+    @pda.dataframe_check(ignore_na=SKIP_ALL_MISSING_ROWS)
     @classmethod
     def prices_finite(cls, df: pd.DataFrame) -> pd.Series[bool]:
         # column by column: ``df[_BAR_PRICES]`` would copy four columns into a new block first
@@ -138,22 +138,22 @@ class BarsModel(pda.DataFrameModel):
             finite &= np.isfinite(df[name].to_numpy(dtype=np.float64))
         return pd.Series(finite, index=df.index, dtype=bool)
 
-    @pda.dataframe_check(ignore_na=WHOLE_ROWS)
+    @pda.dataframe_check(ignore_na=SKIP_ALL_MISSING_ROWS)
     @classmethod
     def volume_finite(cls, df: pd.DataFrame) -> pd.Series[bool]:
         return pd.Series(np.isfinite(df["volume"].to_numpy()), index=df.index)
 
-    @pda.dataframe_check(ignore_na=WHOLE_ROWS)
+    @pda.dataframe_check(ignore_na=SKIP_ALL_MISSING_ROWS)
     @classmethod
     def high_ge_open_close(cls, df: pd.DataFrame) -> pd.Series[bool]:
         return df["high"] >= np.maximum(df["open"], df["close"])
 
-    @pda.dataframe_check(ignore_na=WHOLE_ROWS)
+    @pda.dataframe_check(ignore_na=SKIP_ALL_MISSING_ROWS)
     @classmethod
     def low_le_open_close(cls, df: pd.DataFrame) -> pd.Series[bool]:
         return df["low"] <= np.minimum(df["open"], df["close"])
 
-    @pda.dataframe_check(ignore_na=WHOLE_ROWS)
+    @pda.dataframe_check(ignore_na=SKIP_ALL_MISSING_ROWS)
     @classmethod
     def high_ge_low(cls, df: pd.DataFrame) -> pd.Series[bool]:
         return df["high"] >= df["low"]
@@ -190,7 +190,7 @@ class QuotesModel(_FiniteFloatsModel):
     market_data_availability: Series[Text] = pda.Field(nullable=True)
     parse_errors: Series[Text] = pda.Field(nullable=True)
 
-    @pda.dataframe_check(ignore_na=WHOLE_ROWS)
+    @pda.dataframe_check(ignore_na=SKIP_ALL_MISSING_ROWS)
     @classmethod
     def low_le_high(cls, df: pd.DataFrame) -> pd.Series[bool]:
         return _le_where_present(df, "low", "high")
@@ -220,7 +220,7 @@ class PositionsModel(_FiniteFloatsModel):
     realized_pnl: Series[np.float64] = pda.Field(nullable=True)
     unrealized_pnl: Series[np.float64] = pda.Field(nullable=True)
 
-    @pda.dataframe_check(ignore_na=WHOLE_ROWS)
+    @pda.dataframe_check(ignore_na=SKIP_ALL_MISSING_ROWS)
     @classmethod
     def flat_marker_holds_nothing(cls, df: pd.DataFrame) -> pd.Series[bool]:
         marker = df["conid"] == 0
@@ -245,7 +245,7 @@ class AccountSummaryModel(pda.DataFrameModel):
     severity: Series[pd.Int64Dtype] = pda.Field(nullable=True)
     timestamp: Series[TsUTC] = pda.Field(nullable=True)
 
-    @pda.dataframe_check(ignore_na=WHOLE_ROWS)
+    @pda.dataframe_check(ignore_na=SKIP_ALL_MISSING_ROWS)
     @classmethod
     def amount_finite(cls, df: pd.DataFrame) -> pd.Series[bool]:
         return _finite_or_missing(df, ["amount"])
@@ -579,7 +579,7 @@ def _schema_with_context(
             pda.Check(
                 functools.partial(_plausible, column=name, lowest=lowest, highest=highest),
                 name=f"{name}_plausible",
-                ignore_na=WHOLE_ROWS,
+                ignore_na=SKIP_ALL_MISSING_ROWS,
             )
         )
     if context.window is not None and spec.time_column is not None:
@@ -588,7 +588,7 @@ def _schema_with_context(
             pda.Check(
                 functools.partial(_in_window, column=spec.time_column, start=start, end=end),
                 name=f"{spec.time_column}_in_window",
-                ignore_na=WHOLE_ROWS,
+                ignore_na=SKIP_ALL_MISSING_ROWS,
             )
         )
     if not extra:

@@ -18,7 +18,6 @@ double, and a JSON integer becomes the nearest double either way
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -27,9 +26,10 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-_EXACT_MS = 2**53
-"""Bar times at or beyond this magnitude go the general way (its bulk reader holds times as
-doubles, exact below 2**53; its row reader takes the rest)."""
+EXACT_MS = 2**53
+"""Epoch milliseconds below this magnitude survive a trip through float64 unchanged: the
+general way's bulk reader holds times as doubles below it (its row reader takes the rest), and
+this path leaves times at or beyond it to the general way."""
 
 
 class _Bar(msgspec.Struct, gc=False):
@@ -46,7 +46,9 @@ class _Answer(msgspec.Struct, gc=False):
     mdAvailability: Any = None  # noqa: N815  (the gateway's key)
 
 
-class _Record(msgspec.Struct, gc=False):
+class HistoryRecord(msgspec.Struct, gc=False):
+    """A landed record (`raw_zone`) whose payload is a well-formed history answer."""
+
     format: int
     endpoint: str
     params: dict[str, Any]
@@ -55,7 +57,7 @@ class _Record(msgspec.Struct, gc=False):
     meta: dict[str, Any] | None = None
 
 
-_DECODER = msgspec.json.Decoder(_Record)
+_DECODER = msgspec.json.Decoder(HistoryRecord)
 _VALUES = tuple(attrgetter(key) for key in ("o", "h", "l", "c", "v"))
 _TIME = attrgetter("t")
 
@@ -75,21 +77,9 @@ class HistoryColumns:
     md_availability: Any = None
 
 
-@dataclass(frozen=True)
-class WireRecord:
-    """A landed record whose payload is a well-formed history answer (`HistoryColumns`)."""
-
-    format: int
-    endpoint: str
-    params: Mapping[str, Any]
-    payload: HistoryColumns
-    fetched_at_ms: int
-    meta: Mapping[str, Any]
-
-
-def decode_history_record(text: bytes) -> WireRecord | None:
-    """``text`` (a raw record's JSON) as a `WireRecord`, or None when it is not a plainly
-    well-formed history record (see the module docstring): read it the general way then."""
+def decode_history_record(text: bytes) -> tuple[HistoryRecord, HistoryColumns] | None:
+    """``text`` (a raw record's JSON) decoded, with its bars as columns; None when it is not a
+    plainly well-formed history record (see the module docstring): read it the general way then."""
     try:
         record = _DECODER.decode(text)
     except msgspec.MsgspecError:
@@ -97,17 +87,9 @@ def decode_history_record(text: bytes) -> WireRecord | None:
     bars = record.payload.data
     count = len(bars)
     ts = np.fromiter(map(_TIME, bars), dtype=np.int64, count=count)
-    if count and bool(((ts <= -_EXACT_MS) | (ts >= _EXACT_MS)).any()):
+    if count and bool(((ts <= -EXACT_MS) | (ts >= EXACT_MS)).any()):
         return None
     open_, high, low, close, lots = (
         np.fromiter(map(value, bars), dtype=np.float64, count=count) for value in _VALUES
     )
-    columns = HistoryColumns(ts, open_, high, low, close, lots, record.payload.mdAvailability)
-    return WireRecord(
-        format=record.format,
-        endpoint=record.endpoint,
-        params=record.params,
-        payload=columns,
-        fetched_at_ms=record.fetched_at_ms,
-        meta=record.meta or {},
-    )
+    return record, HistoryColumns(ts, open_, high, low, close, lots, record.payload.mdAvailability)

@@ -48,7 +48,7 @@ import pyarrow as pa
 from ib_pipeline.calendars import IBKR_EXCHANGE_CALENDARS, trading_hours_for
 from ib_pipeline.ibkr import parsing as p
 from ib_pipeline.ibkr.errors import InvalidPayloadError
-from ib_pipeline.ibkr.history_wire import HistoryColumns
+from ib_pipeline.ibkr.history_wire import EXACT_MS, HistoryColumns
 from ib_pipeline.ibkr.tables import (
     ACCOUNT_SUMMARY,
     ACCOUNTS,
@@ -162,8 +162,6 @@ def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
 _BAR_KEYS = ("t", "o", "h", "l", "c", "v")
 _bar_values = itemgetter(*_BAR_KEYS)
 _JSON_NUMBERS = frozenset({int, float})
-_EXACT_MS = 2.0**53
-"""Epoch milliseconds below this magnitude survive a trip through float64 unchanged."""
 
 
 def history_bars(
@@ -299,7 +297,7 @@ def _bulk_bars(data: list[Any]) -> _BarColumns | None:
     except OverflowError:  # an integer beyond the float range
         return None
     ts = values[0]
-    if not (np.abs(ts) < _EXACT_MS).all() or not (ts == np.trunc(ts)).all():  # NaN fails both
+    if not (np.abs(ts) < EXACT_MS).all() or not (ts == np.trunc(ts)).all():  # NaN fails both
         return None
     return _columns(values)
 

@@ -155,11 +155,6 @@ _DENSE_DAYS = 62
 (a min and a max instead of sorting the stamps' days: ~1 ms per 131k-bar chunk of a replay)."""
 
 
-def _first_last_day(ts: npt.NDArray[np.int64]) -> tuple[np.int64, np.int64]:
-    """The UTC days (since the epoch) of the earliest and the latest of ``ts`` (epoch ms)."""
-    return ts.min() // MS_PER_DAY, ts.max() // MS_PER_DAY
-
-
 def _sessions_spanning(
     ts: npt.NDArray[np.int64], hours: TradingHours, pad_days: int
 ) -> list[Session]:
@@ -174,7 +169,7 @@ def _sessions_spanning(
     calendar = calendar_for(hours)
     lo = np.datetime64(calendar.first_date, "D")
     hi = np.datetime64(calendar.last_date, "D")
-    first, last = (int(day) for day in _first_last_day(ts))
+    first, last = int(ts.min()) // MS_PER_DAY, int(ts.max()) // MS_PER_DAY
     if last - first <= _DENSE_DAYS:  # the usual page or chunk: a few days, every one visited
         days = np.arange(first, last + 1).astype("datetime64[D]")
     else:  # far apart (a typo, a long backfill): only the days that hold a stamp

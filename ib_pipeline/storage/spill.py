@@ -122,9 +122,8 @@ class HeldRows(Generic[Key]):
             number = self._numbers[key]
             paths = self._files.setdefault(key, [])
             for run in _same_schema_runs(tables):
-                # one record batch per file: held tables are slices of validated chunks, each
-                # column in hundreds of small pieces, which every later step (IPC, concat,
-                # sort) would pay for again; copying them once here is cheaper
+                # one record batch per file: a key's held tables (a slice of each validated
+                # chunk) become one, compressed in large buffers and read back in one piece
                 table = pa.concat_tables(run).combine_chunks()
                 path = folder / f"{number}-{len(paths)}{SPILL_SUFFIX}"
                 with (

@@ -362,8 +362,7 @@ class Store:
 
         def write(partition: Partition) -> PartitionWrite:
             # the partition's rows are read back (if spilled) only now, inside its write; each
-            # part in one piece (slices of validated chunks come in hundreds: measured 2x
-            # slower to merge)
+            # part in one piece (a part read back from a spill file can be several batches)
             parts = [
                 folder_columns.restore(partition, part.combine_chunks())
                 for part in held.take(partition)

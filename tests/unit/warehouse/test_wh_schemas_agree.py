@@ -72,10 +72,10 @@ def test_every_dataset_has_a_model() -> None:
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
 def test_no_validated_row_can_be_all_missing(dataset: str) -> None:
-    """Frame-wide checks run with ``ignore_na=False`` (`schemas.WHOLE_ROWS`): skipping rows whose
-    every value is missing would change nothing only because such rows cannot exist. The
-    contract fills the required columns before pandera sees a frame, so each dataset needs
-    one: its key columns are."""
+    """Frame-wide checks run with ``ignore_na=False`` (`schemas.SKIP_ALL_MISSING_ROWS`):
+    skipping rows whose every value is missing would change nothing only because such rows
+    cannot exist. The contract fills the required columns before pandera sees a frame, so each
+    dataset needs one: its key columns are."""
     spec = DATASETS[dataset]
     required = {f.name for f in validated_schema(spec) if not f.nullable}
     assert set(spec.key) <= required, (dataset, spec.key, required)
