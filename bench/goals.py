@@ -222,6 +222,11 @@ GOALS: Mapping[str, Sequence[Goal]] = {
              unit="ms", baseline=Baseline(_NATIVE, "vwap_one_day_native_ms")),
         Goal("one symbol, last 5 days, via the views", "one_symbol_last_5_days_ms", "<=", 2,
              unit="ms", baseline=Baseline(_NATIVE, "one_symbol_last_5_days_native_ms")),
+        Goal("VWAP of one day through a view of the one file it reads (DuckDB's floor)",
+             "vwap_one_day_one_file_ms", unit="ms",
+             baseline=Baseline(_NATIVE, "vwap_one_day_native_ms")),
+        Goal("what each other file the views name adds to that query", "listed_file_us",
+             unit="µs"),
     ),
     "scale": (
         Goal("49M one-minute bars: replay vs the floor (orjson -> Arrow -> zstd Parquet)",

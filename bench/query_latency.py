@@ -15,6 +15,12 @@ one warm-up of each, in ``--rounds`` (3) alternating blocks (views then native, 
 views, ...) so that a change in the load of a shared machine falls on both sides alike; the
 median of each side is reported, with the ratio.
 
+The one-day query is also timed over a view of the ONE file it reads (`one_file_view`), in the
+same blocks, and reported for information: ``vwap_one_day_one_file_ms`` is DuckDB's floor for
+that query through a Parquet view, and ``listed_file_us`` what each other file that
+`connect()`'s view names adds to it (DuckDB expands, stats and filters every listed file on
+every query, before it opens the one it keeps).
+
 Run: ``.venv/bin/python -m bench.query_latency [--conids 100] [--sessions 100]``.
 The last line of output is one JSON object.
 """
@@ -44,6 +50,9 @@ from ib_pipeline.warehouse import connect
 FIRST_CONID = 900_200_000
 LAST_SESSION = date(2024, 11, 26)
 NOW = datetime(2024, 11, 28, tzinfo=UTC)
+
+ONE_DAY_QUERY = "vwap_one_day"
+"""The query also timed over a view of the one file it reads (`one_file_view`)."""
 
 QUERIES: dict[str, tuple[str, float]] = {
     "daily_ohlcv_all_symbols": (
@@ -134,27 +143,37 @@ def timed(con: duckdb.DuckDBPyConnection, sql: str, repeat: int) -> tuple[list[f
     return times, count
 
 
-def timed_pair(
-    con: duckdb.DuckDBPyConnection, view_sql: str, native_sql: str, repeat: int, rounds: int
-) -> tuple[float, int, float, int]:
+def timed_together(
+    con: duckdb.DuckDBPyConnection, sqls: list[str], repeat: int, rounds: int
+) -> list[tuple[float, int]]:
     """Median seconds and row count of each query, over ``repeat`` runs each made in
-    ``rounds`` alternating blocks after one warm-up (metadata and file caches)."""
-    con.execute(view_sql).fetchall()
-    con.execute(native_sql).fetchall()
-    samples: dict[str, list[float]] = {view_sql: [], native_sql: []}
+    ``rounds`` blocks after one warm-up of each (metadata and file caches); every block runs
+    the queries in another order (rotated, then reversed), so that a change in the load of a
+    shared machine falls on all of them alike."""
+    for sql in sqls:
+        con.execute(sql).fetchall()
+    samples: dict[str, list[float]] = {sql: [] for sql in sqls}
     counts: dict[str, int] = {}
     for block in range(rounds):
         size = repeat // rounds + (1 if block < repeat % rounds else 0)
-        order = (view_sql, native_sql) if block % 2 == 0 else (native_sql, view_sql)
-        for sql in order:
+        shift = block // 2 % len(sqls)
+        order = sqls[shift:] + sqls[:shift]
+        for sql in order if block % 2 == 0 else reversed(order):
             times, counts[sql] = timed(con, sql, size)
             samples[sql].extend(times)
-    return (
-        statistics.median(samples[view_sql]),
-        counts[view_sql],
-        statistics.median(samples[native_sql]),
-        counts[native_sql],
+    return [(statistics.median(samples[sql]), counts[sql]) for sql in sqls]
+
+
+def one_file_view(con: duckdb.DuckDBPyConnection, root: Path, day: date) -> str:
+    """A view of the bars of ``day`` over the one file that holds them, its folder columns as
+    constants: what a Parquet view costs DuckDB when it names no file but the one a one-day
+    query reads (the floor under `connect()`'s views, which name every session's file)."""
+    path = root / "bars" / "bar_size=1min" / f"session_date={day.isoformat()}" / "part.parquet"
+    con.execute(
+        "CREATE VIEW bars_one_file AS SELECT *, CAST('1min' AS VARCHAR) AS bar_size, "
+        f"DATE '{day.isoformat()}' AS session_date FROM read_parquet('{path}')"
     )
+    return "bars_one_file"
 
 
 def main() -> None:
@@ -164,6 +183,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.sessions < 5 or args.conids < 1:
+        parser.error("--sessions must be at least 5 (one query reads the last 5 sessions) "
+                     "and --conids at least 1")  # fmt: skip
 
     folder = Path(tempfile.mkdtemp(prefix="bench-query-"))
     try:
@@ -176,6 +198,7 @@ def main() -> None:
         con = connect(root)
         con.execute("CREATE TABLE bars_native AS SELECT * FROM bars")
         con.execute("CREATE TABLE contracts_native AS SELECT * FROM contracts")
+        one_file = one_file_view(con, root, days[-1])
         params = {"day": days[-1].isoformat(), "since": days[-5].isoformat(),
                   "symbol": f"SYM{args.conids // 2:04d}"}  # fmt: skip
         figures: dict[str, object] = {
@@ -188,10 +211,21 @@ def main() -> None:
         for name, (template, goal) in QUERIES.items():
             view_sql = template.format(bars="bars", contracts="contracts", **params)
             native_sql = template.format(bars="bars_native", contracts="contracts_native", **params)
-            view_s, view_rows, native_s, native_rows = timed_pair(
-                con, view_sql, native_sql, args.repeat, max(1, min(args.rounds, args.repeat))
-            )
+            sqls = [view_sql, native_sql]
+            if name == ONE_DAY_QUERY:
+                sqls.append(template.format(bars=one_file, contracts="contracts", **params))
+            timings = timed_together(con, sqls, args.repeat, max(1, min(args.rounds, args.repeat)))
+            (view_s, view_rows), (native_s, native_rows) = timings[:2]
             assert view_rows == native_rows > 0, (name, view_rows, native_rows)
+            if name == ONE_DAY_QUERY:
+                one_file_s, one_file_rows = timings[2]
+                assert one_file_rows == view_rows, (name, one_file_rows, view_rows)
+                per_file_us = (view_s - one_file_s) / max(1, files - 1) * 1e6
+                print(f"{name}: one file {one_file_s * 1000:.1f} ms "
+                      f"({one_file_s / native_s:.2f}x native); each other listed file "
+                      f"{per_file_us:.1f} us")  # fmt: skip
+                figures[f"{name}_one_file_ms"] = round(one_file_s * 1000, 2)
+                figures["listed_file_us"] = round(per_file_us, 1)
             ratio = view_s / native_s
             all_met = all_met and ratio <= goal
             print(f"{name}: views {view_s * 1000:.1f} ms, native {native_s * 1000:.1f} ms, "

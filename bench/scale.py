@@ -30,11 +30,12 @@ the other, so that its memory peak is its own:
    the temporary folder gets native copies of the views (``CREATE TABLE ... AS SELECT * FROM
    bars``): an in-memory table of 49M rows would itself take gigabytes.
 4. ``queries``: the three queries of `bench.query_latency` (`QUERIES`, timed with its
-   `timed_pair`: a warm-up, then ``--repeat`` runs of each side in ``--rounds`` alternating
-   blocks; medians) through the views of `ib_pipeline.warehouse.connect` and on the native
-   tables of that file, ATTACHed read-only to the same connection. DuckDB's ``memory_limit`` is
-   ``--duckdb-memory-limit`` (512MB) for the native build and for the queries, so the native
-   side pages its tables through a bounded buffer pool, as the views page Parquet.
+   `timed_together`: a warm-up, then ``--repeat`` runs of each side in ``--rounds``
+   alternating blocks; medians) through the views of `ib_pipeline.warehouse.connect` and on the
+   native tables of that file, ATTACHed read-only to the same connection. DuckDB's
+   ``memory_limit`` is ``--duckdb-memory-limit`` (512MB) for the native build and for the
+   queries, so the native side pages its tables through a bounded buffer pool, as the views
+   page Parquet.
 
 Figures (the last line of output is one JSON object):
 - ``rows``; ``replay_rows_per_s``: rows over the wall time of the `replay` call (listing,
@@ -342,7 +343,7 @@ def build_native(folder: Path, memory_limit: str) -> int:
 def phase_queries(
     folder: Path, memory_limit: str, repeat: int, rounds: int, params: dict[str, str]
 ) -> dict[str, Any]:
-    from bench.query_latency import QUERIES, timed_pair  # noqa: PLC0415
+    from bench.query_latency import QUERIES, timed_together  # noqa: PLC0415
 
     con = _duckdb(folder, memory_limit)
     con.execute(f"ATTACH '{folder / 'native.duckdb'}' AS native (READ_ONLY)")
@@ -350,8 +351,8 @@ def phase_queries(
     for name, (template, _goal) in QUERIES.items():
         view_sql = template.format(bars="bars", contracts="contracts", **params)
         native_sql = template.format(bars="native.bars", contracts="native.contracts", **params)
-        view_s, view_rows, native_s, native_rows = timed_pair(
-            con, view_sql, native_sql, repeat, max(1, min(rounds, repeat))
+        (view_s, view_rows), (native_s, native_rows) = timed_together(
+            con, [view_sql, native_sql], repeat, max(1, min(rounds, repeat))
         )
         if not view_rows == native_rows > 0:
             raise RuntimeError(f"{name}: {view_rows} rows via the views, {native_rows} native")
