@@ -61,7 +61,10 @@ Figures (the last line of output is one JSON object):
   process that ran the three queries, both sides: interpreter, imports, `connect` (listing
   the files, the views), the attached native database and DuckDB's buffers for both;
   ``query_sampled_peak_rss_mb`` is the same process sampled as above (a cross-check).
-- ``<query>_ms``, ``<query>_native_ms``, ``<query>_ratio`` (goal <= 2) for each query.
+- ``<query>_ms``, ``<query>_native_ms``, ``<query>_ratio`` (goal <= 2) for each query; for
+  information, as in `bench.query_latency`: ``vwap_one_day_one_file_ms`` (the one-day query
+  through a view of the one file it reads) and ``listed_file_us`` (what each other file the
+  views name adds to it).
 - ``seconds_land``, ``seconds_floor``, ``seconds_replay``, ``seconds_native_build``,
   ``seconds_queries``: wall time of each step (a child process's including its start-up);
   ``replay_seconds``: the replay's own split (`ReplayResult.seconds`); ``rows_spilled``.
@@ -343,22 +346,35 @@ def build_native(folder: Path, memory_limit: str) -> int:
 def phase_queries(
     folder: Path, memory_limit: str, repeat: int, rounds: int, params: dict[str, str]
 ) -> dict[str, Any]:
-    from bench.query_latency import QUERIES, timed_together  # noqa: PLC0415
+    from bench.query_latency import (  # noqa: PLC0415
+        ONE_DAY_QUERY,
+        QUERIES,
+        one_file_view,
+        timed_together,
+    )
 
     con = _duckdb(folder, memory_limit)
     con.execute(f"ATTACH '{folder / 'native.duckdb'}' AS native (READ_ONLY)")
+    one_file = one_file_view(con, folder / "warehouse", date.fromisoformat(params["day"]))
     figures: dict[str, Any] = {}
     for name, (template, _goal) in QUERIES.items():
         view_sql = template.format(bars="bars", contracts="contracts", **params)
         native_sql = template.format(bars="native.bars", contracts="native.contracts", **params)
-        (view_s, view_rows), (native_s, native_rows) = timed_together(
-            con, [view_sql, native_sql], repeat, max(1, min(rounds, repeat))
-        )
+        sqls = [view_sql, native_sql]
+        if name == ONE_DAY_QUERY:
+            sqls.append(template.format(bars=one_file, contracts="contracts", **params))
+        timings = timed_together(con, sqls, repeat, max(1, min(rounds, repeat)))
+        (view_s, view_rows), (native_s, native_rows) = timings[:2]
         if not view_rows == native_rows > 0:
             raise RuntimeError(f"{name}: {view_rows} rows via the views, {native_rows} native")
         figures[name] = {"view_s": view_s, "native_s": native_s, "rows": view_rows}
         print(f"{name}: views {view_s * 1000:.1f} ms, native {native_s * 1000:.1f} ms, "
               f"ratio {view_s / native_s:.2f}, {view_rows} rows", flush=True)  # fmt: skip
+        if name == ONE_DAY_QUERY:
+            one_file_s, one_file_rows = timings[2]
+            if one_file_rows != view_rows:
+                raise RuntimeError(f"{name}: {one_file_rows} rows via one file, {view_rows} in all")
+            figures[name]["one_file_s"] = one_file_s
     return {"queries": figures, "process_maxrss_mb": _maxrss_mb(resource.RUSAGE_SELF)}
 
 
@@ -621,6 +637,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             figures[f"{name}_native_ms"] = round(timing["native_s"] * 1000, 2)
             figures[f"{name}_ratio"] = round(timing["view_s"] / timing["native_s"], 2)
             figures[f"{name}_goal"] = goal
+            if "one_file_s" in timing:
+                # what DuckDB costs for this query over one file, and per other file named
+                figures[f"{name}_one_file_ms"] = round(timing["one_file_s"] * 1000, 2)
+                extra_files = max(1, replayed["partitions"] - 1)
+                per_file_s = (timing["view_s"] - timing["one_file_s"]) / extra_files
+                figures["listed_file_us"] = round(per_file_s * 1e6, 1)
         figures.update(
             {
                 "seconds_land": round(land_s, 1),
