@@ -30,7 +30,7 @@ the other, so that its memory peak is its own:
    the temporary folder gets native copies of the views (``CREATE TABLE ... AS SELECT * FROM
    bars``): an in-memory table of 49M rows would itself take gigabytes.
 4. ``queries``: the three queries of `bench.query_latency` (`QUERIES`, timed with its
-   `timed_together`: a warm-up, then ``--repeat`` runs of each side in ``--rounds``
+   `time_queries`: a warm-up, then ``--repeat`` runs of each side in ``--rounds``
    alternating blocks; medians) through the views of `ib_pipeline.warehouse.connect` and on the
    native tables of that file, ATTACHed read-only to the same connection. DuckDB's
    ``memory_limit`` is ``--duckdb-memory-limit`` (512MB) for the native build and for the
@@ -77,6 +77,7 @@ Run: ``.venv/bin/python -m bench.scale [--conids 500] [--sessions 252] [--worker
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -346,35 +347,20 @@ def build_native(folder: Path, memory_limit: str) -> int:
 def phase_queries(
     folder: Path, memory_limit: str, repeat: int, rounds: int, params: dict[str, str]
 ) -> dict[str, Any]:
-    from bench.query_latency import (  # noqa: PLC0415
-        ONE_DAY_QUERY,
-        QUERIES,
-        one_file_view,
-        timed_together,
-    )
+    from bench.query_latency import one_file_view, time_queries  # noqa: PLC0415
 
     con = _duckdb(folder, memory_limit)
     con.execute(f"ATTACH '{folder / 'native.duckdb'}' AS native (READ_ONLY)")
     one_file = one_file_view(con, folder / "warehouse", date.fromisoformat(params["day"]))
-    figures: dict[str, Any] = {}
-    for name, (template, _goal) in QUERIES.items():
-        view_sql = template.format(bars="bars", contracts="contracts", **params)
-        native_sql = template.format(bars="native.bars", contracts="native.contracts", **params)
-        sqls = [view_sql, native_sql]
-        if name == ONE_DAY_QUERY:
-            sqls.append(template.format(bars=one_file, contracts="contracts", **params))
-        timings = timed_together(con, sqls, repeat, max(1, min(rounds, repeat)))
-        (view_s, view_rows), (native_s, native_rows) = timings[:2]
-        if not view_rows == native_rows > 0:
-            raise RuntimeError(f"{name}: {view_rows} rows via the views, {native_rows} native")
-        figures[name] = {"view_s": view_s, "native_s": native_s, "rows": view_rows}
-        print(f"{name}: views {view_s * 1000:.1f} ms, native {native_s * 1000:.1f} ms, "
-              f"ratio {view_s / native_s:.2f}, {view_rows} rows", flush=True)  # fmt: skip
-        if name == ONE_DAY_QUERY:
-            one_file_s, one_file_rows = timings[2]
-            if one_file_rows != view_rows:
-                raise RuntimeError(f"{name}: {one_file_rows} rows via one file, {view_rows} in all")
-            figures[name]["one_file_s"] = one_file_s
+    timings = time_queries(
+        con, native=("native.bars", "native.contracts"), one_file=one_file, params=params,
+        repeat=repeat, rounds=rounds,
+    )  # fmt: skip
+    figures = {name: dataclasses.asdict(timing) for name, timing in timings.items()}
+    for name, timing in timings.items():
+        print(f"{name}: views {timing.view_s * 1000:.1f} ms, native "
+              f"{timing.native_s * 1000:.1f} ms, ratio {timing.view_s / timing.native_s:.2f}, "
+              f"{timing.rows} rows", flush=True)  # fmt: skip
     return {"queries": figures, "process_maxrss_mb": _maxrss_mb(resource.RUSAGE_SELF)}
 
 
@@ -521,7 +507,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if arguments[:1] == [PHASE]:
         run_phase(arguments[1:])
         return
-    from bench.query_latency import QUERIES  # noqa: PLC0415
+    from bench.query_latency import QUERIES, QueryTiming  # noqa: PLC0415
     from ib_pipeline.replay import replay_workers  # noqa: PLC0415
 
     if tuple(QUERIES) != QUERY_NAMES:
@@ -637,12 +623,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             figures[f"{name}_native_ms"] = round(timing["native_s"] * 1000, 2)
             figures[f"{name}_ratio"] = round(timing["view_s"] / timing["native_s"], 2)
             figures[f"{name}_goal"] = goal
-            if "one_file_s" in timing:
+            if timing["one_file_s"] is not None:
                 # what DuckDB costs for this query over one file, and per other file named
                 figures[f"{name}_one_file_ms"] = round(timing["one_file_s"] * 1000, 2)
-                extra_files = max(1, replayed["partitions"] - 1)
-                per_file_s = (timing["view_s"] - timing["one_file_s"]) / extra_files
-                figures["listed_file_us"] = round(per_file_s * 1e6, 1)
+                listed = QueryTiming(**timing).listed_file_us(replayed["partitions"])
+                figures["listed_file_us"] = round(listed, 1)
         figures.update(
             {
                 "seconds_land": round(land_s, 1),
